@@ -1,0 +1,3 @@
+from tokenloom.app.cli import main
+
+main()
