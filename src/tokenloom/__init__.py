@@ -13,7 +13,7 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load": ("tokenloom.model.registry", "load"),
+    "load": ("tokenloom.generation.generate", "load"),
     "LanguageModel": ("tokenloom.generation.generate", "LanguageModel"),
     "SamplingParams": ("tokenloom.generation.params", "SamplingParams"),
     "Tokenizer": ("tokenloom.tokenizer", "Tokenizer"),

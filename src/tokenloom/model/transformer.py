@@ -1,0 +1,206 @@
+"""A decoder-only transformer with causal masking: P(x_t | x_<t) over the vocabulary.
+
+One module for the Llama family (RoPE, RMSNorm, SwiGLU, grouped-query attention,
+tied embeddings) and the GPT-2 family (learned positions, LayerNorm, GELU, biases);
+the `ModelConfig` picks the parts. Query, key and value share one fused projection,
+and so do the SwiGLU gate and up projections: fewer, larger matrix products per step.
+
+Teacher forcing lives in `forward(ids, targets=...)`, which also returns the loss
+-(1/T) Σ_t log P(x_t | x_<t); generation calls `forward` with a KV cache, once for
+the prompt (prefill) and then once per new position.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tokenloom.model.config import ModelConfig
+from tokenloom.model.kv_cache import KVCache
+
+
+class RMSNorm(nn.Module):
+    """y = x / sqrt(mean(x²) + eps) · w, computed in float32 as the Llama reference does."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+def make_norm(config: ModelConfig) -> nn.Module:
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.dim, config.norm_eps)
+    return nn.LayerNorm(config.dim, eps=config.norm_eps)
+
+
+def rope_tables(config: ModelConfig, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin of shape (length, head_dim): angle(p, i) = p · θ^(-2i/d), halves repeated."""
+    half = config.head_dim // 2
+    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, half, dtype=torch.float32) / half))
+    angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)  # (L, D/2)
+    angles = torch.cat([angles, angles], dim=-1)  # (L, D)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x_i, x_{i+D/2}) by the position's angle. x: (B, H, T, D); cos/sin: (B, 1, T, D)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
+        q_dim, kv_dim = config.n_heads * config.head_dim, config.n_kv_heads * config.head_dim
+        self.split = (q_dim, kv_dim, kv_dim)
+        self.qkv = nn.Linear(config.dim, q_dim + 2 * kv_dim, bias=config.bias)
+        self.out = nn.Linear(q_dim, config.dim, bias=config.bias)
+        self.use_rope = config.positions == "rope"
+        self.cache: KVCache | None = None
+
+    def forward(self, x, rope, mask, start: int) -> torch.Tensor:
+        B, T, _ = x.shape
+        q, k, v = self.qkv(x).split(self.split, dim=-1)
+        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        if self.use_rope:
+            cos, sin = rope
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if self.cache is not None:
+            k, v = self.cache.write(start, k, v)  # (B, Hkv, S, D)
+        causal = mask is None and T > 1
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=self.n_kv_heads != self.n_heads
+        )  # (B, H, T, D)
+        return self.out(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class MLP(nn.Module):
+    """SwiGLU: down(silu(gate(x)) · up(x)), gate and up fused; or GELU: proj(gelu(fc(x)))."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.gated = config.mlp == "swiglu"
+        width = 2 * config.hidden_dim if self.gated else config.hidden_dim
+        self.up = nn.Linear(config.dim, width, bias=config.bias)
+        self.down = nn.Linear(config.hidden_dim, config.dim, bias=config.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.up(x)
+        if self.gated:
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        else:
+            h = F.gelu(h, approximate="tanh")
+        return self.down(h)
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.attn_norm, self.attn = make_norm(config), Attention(config)
+        self.mlp_norm, self.mlp = make_norm(config), MLP(config)
+
+    def forward(self, x, rope, mask, start):
+        x = x + self.attn(self.attn_norm(x), rope, mask, start)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.dim)
+        self.pos_embed = nn.Embedding(config.max_seq_len, config.dim) if config.positions == "learned" else None
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = make_norm(config)
+        self.head = None if config.tie_embeddings else nn.Linear(config.dim, config.vocab_size, bias=False)
+        self.drop = nn.Dropout(config.dropout)
+        self.rope_cos: torch.Tensor | None = None
+        self.rope_sin: torch.Tensor | None = None
+
+    # -- set-up ------------------------------------------------------------
+    def init_weights(self, seed: int | None = None) -> None:
+        """GPT-2 style initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2·layers)."""
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        for name, p in self.named_parameters():
+            if p.dim() == 1:
+                nn.init.zeros_(p) if name.endswith("bias") else nn.init.ones_(p)
+                continue
+            std = 0.02 / math.sqrt(2 * self.config.n_layers) if name.endswith(("out.weight", "down.weight")) else 0.02
+            with torch.no_grad():
+                p.normal_(0.0, std, generator=generator)
+
+    def setup_rope(self, length: int | None = None) -> None:
+        if self.config.positions == "rope":
+            self.rope_cos, self.rope_sin = rope_tables(self.config, length or self.config.max_seq_len)
+
+    def setup_cache(self, batch: int, max_len: int) -> None:
+        """Preallocate one KV cache per layer for `batch` sequences of up to `max_len` positions."""
+        c = self.config
+        dtype = self.embed.weight.dtype
+        for block in self.blocks:
+            block.attn.cache = KVCache(batch, c.n_kv_heads, max_len, c.head_dim, dtype)
+        if self.config.positions == "rope" and (self.rope_cos is None or self.rope_cos.shape[0] < max_len):
+            self.setup_rope(max(max_len, c.max_seq_len))
+
+    def clear_cache(self) -> None:
+        for block in self.blocks:
+            block.attn.cache = None
+
+    @property
+    def output_weight(self) -> torch.Tensor:
+        return self.embed.weight if self.head is None else self.head.weight
+
+    # -- the forward pass --------------------------------------------------
+    def forward(
+        self,
+        ids: torch.Tensor,
+        *,
+        start: int = 0,
+        positions: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
+        last_only: bool = False,
+    ):
+        """Logits (B, T, V) for ids (B, T); with `targets`, also the mean cross-entropy.
+
+        start: cache slot of ids[:, 0] (0 without a cache). positions: (B, T) position of
+        each token (default start + arange(T)); rows that are left-padded start later.
+        mask: (B, 1, T, S) bool, True where a query may attend to a slot; None means plain causal.
+        last_only: run the output layer on the last position only (generation).
+        """
+        B, T = ids.shape
+        if positions is None:
+            positions = torch.arange(start, start + T, device=ids.device).expand(B, T)  # (B, T)
+        x = self.embed(ids)  # (B, T, C)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed(positions)
+        rope = None
+        if self.config.positions == "rope":
+            if self.rope_cos is None or self.rope_cos.shape[0] < start + T:
+                self.setup_rope(max(start + T, self.config.max_seq_len))
+            rope = (self.rope_cos[positions].unsqueeze(1).to(x.dtype), self.rope_sin[positions].unsqueeze(1).to(x.dtype))
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x, rope, mask, start)
+        x = self.norm(x)
+        if last_only:
+            x = x[:, -1:, :]  # (B, 1, C)
+        logits = F.linear(x, self.output_weight)  # (B, T, V)
+        if targets is None:
+            return logits
+        loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+        return logits, loss
