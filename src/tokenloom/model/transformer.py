@@ -80,11 +80,27 @@ class Attention(nn.Module):
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if self.cache is not None:
             k, v = self.cache.write(start, k, v)  # (B, Hkv, S, D)
-        causal = mask is None and T > 1
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=self.n_kv_heads != self.n_heads
-        )  # (B, H, T, D)
+        y = self.attend(q, k, v, mask)  # (B, H, T, D)
         return self.out(y.transpose(1, 2).reshape(B, T, -1))
+
+    def attend(self, q, k, v, mask) -> torch.Tensor:
+        """softmax(q·kᵀ/√d + mask)·v with grouped-query heads; q (B, H, T, D), k/v (B, Hkv, S, D).
+
+        One new position (decoding): the G = H/Hkv query heads of a group are stacked as
+        G rows against their shared key/value head, so nothing is copied. Several
+        positions: keys and values are repeated per query head (PyTorch's CPU kernel
+        is far slower with its own grouped-query option).
+        """
+        B, H, T, D = q.shape
+        groups = H // self.n_kv_heads
+        if T == 1:
+            q = q.view(B, self.n_kv_heads, groups, D)  # (B, Hkv, G, D)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, Hkv, G, D)
+            return y.view(B, H, 1, D)
+        if groups > 1:
+            k = k.repeat_interleave(groups, dim=1)  # (B, H, S, D)
+            v = v.repeat_interleave(groups, dim=1)  # (B, H, S, D)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
 
 
 class MLP(nn.Module):

@@ -1,0 +1,162 @@
+"""The decode loop: cache, batching, seeds, stopping, streaming, logprobs."""
+
+import pytest
+import torch
+
+import tokenloom as tl
+from tokenloom.errors import InvalidArgument
+from tokenloom.generation.engine import attention_mask, left_pad
+
+GREEDY = dict(temperature=0, ignore_eos=True)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_llama_dir):
+    return tl.load(tiny_llama_dir)
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tiny_gpt2_dir):
+    return tl.load(tiny_gpt2_dir)
+
+
+@pytest.mark.parametrize("which", ["tiny", "tiny_gpt2"])
+def test_cached_decoding_equals_full_recomputation(request, which):
+    lm = request.getfixturevalue(which)
+    out = lm.generate("The cat sat", tl.SamplingParams(max_tokens=24, **GREEDY))
+    prompt = lm.tokenizer.encode("The cat sat")
+    full = lm.logits(prompt + out.token_ids)  # (T, V) without any cache
+    expected = full[len(prompt) - 1 : -1].argmax(-1).tolist()
+    assert out.token_ids == expected
+    engine = lm.engine
+    with torch.inference_mode():
+        logits, pad = engine.prefill([prompt], len(prompt) + 8)
+        steps = [logits[0]]
+        for i, token in enumerate(out.token_ids[:7]):
+            steps.append(engine.decode_step(torch.tensor([token]), len(prompt) + i, pad)[0])
+    lm.model.clear_cache()
+    assert torch.allclose(torch.stack(steps), full[len(prompt) - 1 : len(prompt) + 7], atol=1e-4)
+
+
+@pytest.mark.parametrize("which", ["tiny", "tiny_gpt2"])
+def test_batched_greedy_gives_the_same_tokens_as_one_at_a_time(request, which):
+    lm = request.getfixturevalue(which)
+    prompts = ["The cat", "A dog ran in the park and then", "Numbers like 12"]
+    params = tl.SamplingParams(max_tokens=16, **GREEDY)
+    batched = lm.generate(prompts, params)
+    alone = [lm.generate(p, params) for p in prompts]
+    assert [c.token_ids for c in batched] == [c.token_ids for c in alone]
+
+
+@pytest.mark.slow
+def test_batched_greedy_on_the_real_model(smollm):
+    prompts = ["The cat sat on the", "Once upon a time in a small village by the sea, there", "2 + 2 ="]
+    params = tl.SamplingParams(max_tokens=20, **GREEDY)
+    batched = smollm.generate(prompts, params)
+    assert [c.token_ids for c in batched] == [smollm.generate(p, params).token_ids for p in prompts]
+
+
+def test_a_seeded_sample_does_not_depend_on_the_rest_of_the_batch(tiny):
+    params = tl.SamplingParams(temperature=1.0, top_p=0.95, seed=7, max_tokens=12, ignore_eos=True)
+    alone = tiny.generate("The cat", params)
+    batched = tiny.generate(["A dog ran in the park", "The cat", "Numbers"], params)
+    assert batched[1].token_ids == alone.token_ids
+    assert tiny.generate("The cat", params).token_ids == alone.token_ids
+
+
+def test_n_samples_differ_and_are_reproducible(tiny):
+    params = tl.SamplingParams(temperature=1.0, seed=3, n=3, max_tokens=10, ignore_eos=True)
+    first, second = tiny.generate("The cat", params), tiny.generate("The cat", params)
+    assert [c.token_ids for c in first] == [c.token_ids for c in second]
+    assert len({tuple(c.token_ids) for c in first}) > 1
+    assert [c.index for c in first] == [0, 1, 2]
+
+
+def test_max_tokens_ends_with_length(tiny):
+    out = tiny.generate("The cat", tl.SamplingParams(max_tokens=5, **GREEDY))
+    assert out.finish_reason == "length" and out.completion_tokens == 5
+
+
+def test_eos_ends_generation_and_is_not_in_the_text(tiny):
+    eos = tiny.tokenizer.eos_ids[0]
+    out = tiny.generate("The cat", tl.SamplingParams(temperature=0, max_tokens=30, logit_bias={eos: 100}))
+    assert out.finish_reason == "eos" and out.stop_reason == eos
+    assert out.token_ids == [] and out.text == ""
+
+
+def test_min_tokens_holds_back_eos(tiny):
+    eos = tiny.tokenizer.eos_ids[0]
+    params = tl.SamplingParams(temperature=0, max_tokens=30, min_tokens=4, logit_bias={eos: 100})
+    out = tiny.generate("The cat", params)
+    assert out.finish_reason == "eos" and out.completion_tokens == 4
+
+
+def test_stop_token_ids_end_generation(tiny):
+    first = tiny.generate("The cat", tl.SamplingParams(max_tokens=8, **GREEDY)).token_ids
+    out = tiny.generate("The cat", tl.SamplingParams(max_tokens=8, stop_token_ids=[first[3]], **GREEDY))
+    assert out.finish_reason == "stop" and out.stop_reason == first[3]
+    assert out.token_ids == first[: first.index(first[3])]
+
+
+@pytest.mark.slow
+def test_a_stop_string_spanning_tokens_is_found_and_cut(smollm):
+    params = tl.SamplingParams(max_tokens=40, **GREEDY)
+    full = smollm.generate("The capital of France is", params)
+    pieces = [smollm.tokenizer.decode([t]) for t in full.token_ids]
+    # a stop string made of the end of token 5 and the start of token 6
+    stop = pieces[5][-2:] + pieces[6][:2]
+    assert len(stop) >= 3
+    cut = full.text.find(stop)
+    out = smollm.generate("The capital of France is", params.__class__(max_tokens=40, stop=[stop], **GREEDY))
+    assert out.finish_reason == "stop" and out.stop_reason == stop
+    assert out.text == full.text[:cut]
+    streamed = "".join(smollm.stream("The capital of France is", max_tokens=40, stop=[stop], **GREEDY))
+    assert streamed == out.text
+
+
+@pytest.mark.slow
+def test_stream_joins_to_the_generated_text(smollm):
+    params = tl.SamplingParams(max_tokens=30, **GREEDY)
+    pieces = list(smollm.stream("List three fruits:", params))
+    assert "".join(pieces) == smollm.generate("List three fruits:", params).text
+    assert all("\ufffd" not in p for p in pieces)
+
+
+def test_logprobs_are_log_softmax_of_the_model_logits(tiny):
+    params = tl.SamplingParams(max_tokens=6, logprobs=3, **GREEDY)
+    out = tiny.generate("The cat", params)
+    prompt = tiny.tokenizer.encode("The cat")
+    logp = torch.log_softmax(tiny.logits(prompt + out.token_ids), -1)
+    for step, entry in enumerate(out.logprobs):
+        row = logp[len(prompt) - 1 + step]
+        assert entry.id == out.token_ids[step]
+        assert entry.logprob == pytest.approx(row[entry.id].item(), abs=1e-4)
+        assert [t[1] for t in entry.top] == row.topk(3).indices.tolist()
+
+
+def test_left_padding_mask_hides_pads_and_keeps_causality():
+    ids, pad = left_pad([[5, 6, 7], [9]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 9]] and pad.tolist() == [0, 2]
+    mask = attention_mask(pad, 0, 3)[:, 0]
+    assert mask[0].tolist() == [[True, False, False], [True, True, False], [True, True, True]]
+    assert mask[1].tolist() == [[True, False, False], [False, True, False], [False, False, True]]
+    assert attention_mask(torch.tensor([0, 0]), 0, 3) is None
+
+
+@pytest.mark.parametrize(
+    "prompt, message",
+    [("", "empty"), ("word " * 200, "context")],
+)
+def test_bad_prompts_are_refused_with_a_clear_message(tiny, prompt, message):
+    with pytest.raises(InvalidArgument, match=message):
+        tiny.generate(prompt, tl.SamplingParams(max_tokens=2))
+
+
+def test_streaming_several_samples_is_refused(tiny):
+    with pytest.raises(InvalidArgument, match="n must be 1"):
+        list(tiny.stream("The cat", tl.SamplingParams(n=2)))
+
+
+def test_chat_applies_the_template(smollm):
+    out = smollm.chat([{"role": "user", "content": "Say hello."}], tl.SamplingParams(temperature=0, max_tokens=30))
+    assert out.prompt_tokens > 20 and out.text.strip()
