@@ -9,7 +9,9 @@ import sys
 
 import typer
 
+from tokenloom.app.eval_cli import classify_command, eval_app
 from tokenloom.app.score_cli import score_app
+from tokenloom.app.train_cli import train_command
 from tokenloom.errors import TokenloomError
 
 app = typer.Typer(
@@ -19,6 +21,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(score_app, name="score")
+app.add_typer(eval_app, name="eval")
+app.command("classify")(classify_command)
+app.command("train")(train_command)
 
 
 def main() -> None:
