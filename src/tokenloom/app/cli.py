@@ -5,7 +5,11 @@ library function and prints. Heavy imports (torch, the model) happen inside the
 commands, so `tokenloom --help` and `tokenloom score ...` start fast.
 """
 
+from __future__ import annotations
+
+import json
 import sys
+from typing import Annotated, Optional
 
 import typer
 
@@ -24,6 +28,102 @@ app.add_typer(score_app, name="score")
 app.add_typer(eval_app, name="eval")
 app.command("classify")(classify_command)
 app.command("train")(train_command)
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="Name, .gguf file, HF folder or checkpoint.")]
+PrecisionOption = Annotated[str, typer.Option(help="float32 | bfloat16")]
+
+
+def _load(model: str, precision: str):
+    import tokenloom as tl
+
+    return tl.load(model, precision=precision)
+
+
+@app.command("next")
+def next_command(
+    text: Annotated[str, typer.Argument(help="The text whose next token is predicted.")],
+    top: Annotated[int, typer.Option(help="How many tokens to list.")] = 10,
+    temperature: Annotated[float, typer.Option(help="P_i = exp(l_i/T) / Σ_j exp(l_j/T)")] = 1.0,
+    model: ModelOption = DEFAULT_MODEL,
+    precision: PrecisionOption = "float32",
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {token, id, prob}.")] = False,
+) -> None:
+    """The most likely next tokens and their probabilities."""
+    table = _load(model, precision).next_token_distribution(text, top=top, temperature=temperature)
+    if as_json:
+        print(json.dumps([row.to_dict() for row in table], ensure_ascii=False))
+        return
+    from tokenloom.app.render import print_next_tokens
+
+    print_next_tokens(text, table)
+
+
+@app.command("generate")
+def generate_command(
+    prompts: Annotated[list[str], typer.Argument(help="One or more prompts.")],
+    model: ModelOption = DEFAULT_MODEL,
+    precision: PrecisionOption = "float32",
+    chat: Annotated[bool, typer.Option(help="Send the prompt as a user message through the chat template.")] = False,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="0 = off")] = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+    typical_p: float = 1.0,
+    repetition_penalty: float = 1.0,
+    presence_penalty: float = 0.0,
+    frequency_penalty: float = 0.0,
+    no_repeat_ngram_size: int = 0,
+    min_tokens: int = 0,
+    max_tokens: int = 64,
+    stop: Annotated[Optional[list[str]], typer.Option(help="Stop string (repeatable).")] = None,
+    seed: Optional[int] = None,
+    n: Annotated[int, typer.Option("-n", help="Samples per prompt.")] = 1,
+    order: Annotated[str, typer.Option(help="Processor order: tokenloom | hf | vllm | llama.cpp")] = "tokenloom",
+    stream: Annotated[bool, typer.Option(help="Print text as it is generated.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: text, token_ids, finish_reason, ...")] = False,
+) -> None:
+    """Continue one or more prompts with the chosen decoding strategy."""
+    import tokenloom as tl
+
+    params = tl.SamplingParams(
+        temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
+        repetition_penalty=repetition_penalty, presence_penalty=presence_penalty,
+        frequency_penalty=frequency_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
+        min_tokens=min_tokens, max_tokens=max_tokens, stop=stop or (), seed=seed, n=n, order=order,
+    )
+    lm = _load(model, precision)
+    if chat:
+        prompts = [lm.tokenizer.apply_chat_template([{"role": "user", "content": p}]) for p in prompts]
+    if stream:
+        if as_json or len(prompts) != 1 or n != 1:
+            raise typer.BadParameter("--stream takes one prompt, n = 1 and no --json")
+        for piece in lm.stream(prompts[0], params):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return
+    completions = lm.generate(prompts, params)
+    if as_json:
+        payload = [c.to_dict() for c in completions]
+        print(json.dumps(payload[0] if len(payload) == 1 else payload, ensure_ascii=False))
+        return
+    for i, completion in enumerate(completions):
+        print(completion.text if chat else prompts[i // n] + completion.text)
+        if len(completions) > 1:
+            print("---")
+
+
+@app.command("demo")
+def demo_command(
+    model: ModelOption = DEFAULT_MODEL,
+    out: Annotated[str, typer.Option(help="Where to write the temperature plot (PNG).")] = "tokenloom-demo.png",
+    max_tokens: Annotated[int, typer.Option(help="Tokens per continuation.")] = 60,
+) -> None:
+    """A tour: next-token table, every decoding strategy side by side, temperature at work."""
+    from tokenloom.app.demo import run_demo
+
+    run_demo(model, out, max_tokens)
 
 
 def main() -> None:

@@ -115,6 +115,16 @@ class LanguageModel:
             c.index = c.index % params.n
         return completions[0] if single and params.n == 1 else completions
 
+    def generate_batch(self, prompts_and_params: list[tuple[str, SamplingParams]]) -> list[Completion]:
+        """One batch where every prompt brings its own SamplingParams (n=1 each)."""
+        requests = []
+        for prompt, params in prompts_and_params:
+            if params.n != 1:
+                raise InvalidArgument(f"generate_batch takes n = 1 for each prompt, got {params.n}")
+            requests.append(Request(self.encode_prompt(prompt), params))
+        done = {s.index: s.finished for s in self.engine.run(requests) if s.finished is not None}
+        return [done[i] for i in range(len(requests))]
+
     def stream(self, prompt: str, params: SamplingParams | None = None, **overrides) -> Iterator[str]:
         """Text pieces as they are generated; never half a UTF-8 character, never part of a stop string."""
         params = self._params(params, overrides)

@@ -18,59 +18,15 @@ vLLM do for top-k (their threshold test `l < kth value` keeps the whole tie).
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-
 import torch
 
 from tokenloom.errors import InvalidArgument
+from tokenloom.generation.explain import StepExplanation, explain_change, top_tokens  # noqa: F401 (re-exported)
 from tokenloom.generation.history import TokenHistory
 from tokenloom.generation.params import check_float, check_int, check_token_ids
 
 NEG_INF = float("-inf")
 TIE_RULES = ("lowest_id", "all")
-
-
-@dataclass(frozen=True)
-class StepExplanation:
-    """What one step did to one row. Probabilities are softmax of the scores.
-
-    kept: tokens still possible after the step; removed: tokens this step removed.
-    mass_kept: Σ P_before(i) over the kept tokens (1.0 for a step that removes nothing).
-    top_before / top_after / top_removed: (token_id, prob) lists, most likely first.
-    """
-
-    name: str
-    detail: str
-    kept: int
-    removed: int
-    mass_kept: float
-    top_before: list[tuple[int, float]]
-    top_after: list[tuple[int, float]]
-    top_removed: list[tuple[int, float]]
-
-
-def top_tokens(probs: torch.Tensor, n: int, mask: torch.Tensor | None = None) -> list[tuple[int, float]]:
-    """The n most likely (token_id, prob) of a (V,) row, ties to the lowest id; only where mask is True."""
-    if mask is not None:
-        probs = probs.masked_fill(~mask, -1.0)  # (V,)
-    values, ids = torch.sort(probs, descending=True, stable=True)  # (V,), (V,)
-    count = min(n, int((values >= 0).sum()))
-    return [(int(i), float(p)) for i, p in zip(ids[:count].tolist(), values[:count].tolist())]
-
-
-def explain_change(name: str, detail: str, before: torch.Tensor, after: torch.Tensor,
-                   top: int = 10) -> StepExplanation:
-    """Compare the (V,) scores of one row before and after a step."""
-    p_before, p_after = before.softmax(-1), after.softmax(-1)  # (V,), (V,)
-    alive_before, alive_after = before > NEG_INF, after > NEG_INF  # (V,), (V,)
-    removed = alive_before & ~alive_after  # (V,)
-    return StepExplanation(
-        name=name, detail=detail,
-        kept=int(alive_after.sum()), removed=int(removed.sum()),
-        mass_kept=float(p_before[alive_after].sum()),
-        top_before=top_tokens(p_before, top), top_after=top_tokens(p_after, top, alive_after),
-        top_removed=top_tokens(p_before, top, removed),
-    )
 
 
 class LogitsProcessor:

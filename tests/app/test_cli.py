@@ -1,0 +1,62 @@
+"""The command line: JSON that scripts rely on, one-line errors with exit code 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def tokenloom(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "tokenloom", *args], capture_output=True, text=True, timeout=600, cwd=cwd
+    )
+
+
+def test_next_json_lists_tokens_with_probabilities():
+    result = tokenloom("next", "The cat sat on the", "--top", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [set(r) for r in rows] == [{"token", "id", "prob"}] * 5
+    assert rows[0]["token"] == " cat" and 0.05 < rows[0]["prob"] < 0.1
+
+
+def test_generate_json_has_the_documented_keys():
+    result = tokenloom("generate", "The cat sat on the", "--temperature", "0", "--max-tokens", "8", "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert set(out) == {"text", "token_ids", "finish_reason", "prompt_tokens", "completion_tokens"}
+    assert out["completion_tokens"] == len(out["token_ids"]) == 8 and out["finish_reason"] == "length"
+
+
+def test_generate_json_with_n_gives_a_list():
+    result = tokenloom("generate", "Hi", "-n", "2", "--seed", "1", "--max-tokens", "4", "--json")
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["generate", "Hi", "--top-p", "1.5"], "top_p must be in (0, 1], got 1.5"),
+        (["generate", "Hi", "--temperature", "-1"], "temperature"),
+        (["generate", "", "--max-tokens", "3"], "prompt is empty"),
+        (["next", "Hi", "--model", "no-such-model"], "unknown model 'no-such-model'"),
+        (["generate", "Hi", "--max-tokens", "0"], "max_tokens"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_code_2(args, message):
+    result = tokenloom(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+
+
+def test_demo_runs_and_writes_its_plot(tmp_path):
+    result = tokenloom("demo", "--out", str(tmp_path / "demo.png"), "--max-tokens", "12", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for heading in ("P(next token", "greedy", "top-p (p=0.9)", "T=1.5", "99.32%", "0.67%", "0.01%"):
+        assert heading in result.stdout
+    assert (tmp_path / "demo.png").stat().st_size > 10_000
