@@ -87,7 +87,9 @@ class Attention(nn.Module):
         """softmax(q·kᵀ/√d + mask)·v with grouped-query heads; q (B, H, T, D), k/v (B, Hkv, S, D).
 
         One new position (decoding): the G = H/Hkv query heads of a group are stacked as
-        G rows against their shared key/value head, so nothing is copied. Several
+        G rows against their shared key/value head, so nothing is copied, and the three
+        small products run directly (PyTorch's fused CPU kernel costs more than the math
+        at this size, bfloat16 above all). Several
         positions: keys and values are repeated per query head (PyTorch's CPU kernel
         is far slower with its own grouped-query option).
         """
@@ -95,8 +97,11 @@ class Attention(nn.Module):
         groups = H // self.n_kv_heads
         if T == 1:
             q = q.view(B, self.n_kv_heads, groups, D)  # (B, Hkv, G, D)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, Hkv, G, D)
-            return y.view(B, H, 1, D)
+            scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(D))  # (B, Hkv, G, S)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores.float(), dim=-1).to(v.dtype)  # (B, Hkv, G, S)
+            return torch.matmul(weights, v).view(B, H, 1, D)  # (B, H, 1, D)
         if groups > 1:
             k = k.repeat_interleave(groups, dim=1)  # (B, H, S, D)
             v = v.repeat_interleave(groups, dim=1)  # (B, H, S, D)
