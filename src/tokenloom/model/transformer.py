@@ -31,6 +31,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32:  # one fused kernel
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         x32 = x.float()
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x32.to(x.dtype)
@@ -71,13 +73,13 @@ class Attention(nn.Module):
 
     def forward(self, x, rope, mask, start: int) -> torch.Tensor:
         B, T, _ = x.shape
-        q, k, v = self.qkv(x).split(self.split, dim=-1)
-        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
-        v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
-        if self.use_rope:
-            cos, sin = rope
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        heads = self.qkv(x).view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, H + 2·Hkv, T, D)
+        if self.use_rope:  # queries and keys rotate together, values pass through
+            qk = apply_rope(heads[:, : self.n_heads + self.n_kv_heads], *rope)  # (B, H + Hkv, T, D)
+            q, k = qk.split((self.n_heads, self.n_kv_heads), dim=1)
+        else:
+            q, k = heads[:, : self.n_heads], heads[:, self.n_heads : self.n_heads + self.n_kv_heads]
+        v = heads[:, self.n_heads + self.n_kv_heads :]  # (B, Hkv, T, D)
         if self.cache is not None:
             k, v = self.cache.write(start, k, v)  # (B, Hkv, S, D)
         y = self.attend(q, k, v, mask)  # (B, H, T, D)
