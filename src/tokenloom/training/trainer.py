@@ -1,0 +1,196 @@
+"""The teacher-forcing loop: the model reads the real tokens x_<t and is scored on x_t.
+
+    loss = -(1/T) Σ_t log P(x_t | x_<t)        inputs = ids[s : s+T], targets = ids[s+1 : s+T+1]
+
+One optimizer step: `grad_accum` micro-batches of `batch_size` windows (shared out over
+the processes of a distributed run), gradients clipped to `grad_clip`, AdamW with weight
+decay on matrices only, learning rate from `lr_at` (linear warm-up, cosine to `min_lr`).
+
+    result = train(build_config("shakespeare-char-cpu", out="runs/baby"))
+    tokenloom.load("runs/baby/last").generate("ROMEO:")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tokenloom.errors import InvalidArgument
+from tokenloom.model.config import ModelConfig
+from tokenloom.model.transformer import Transformer
+from tokenloom.tokenizer import Tokenizer
+from tokenloom.training import checkpoint, distributed
+from tokenloom.training.config import TrainConfig
+from tokenloom.training.data import TokenData, WindowSampler, corpus_tokenizer, prepare_data, read_corpus, windows
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    step: int
+    val_loss: float
+    best_val_loss: float
+    metrics: list[dict]
+    is_main: bool = True      # False on the other processes of a distributed run
+
+
+def lr_at(step: int, c: TrainConfig) -> float:
+    """Learning rate of optimizer step `step` (0-based): warm-up to lr, then cosine to min_lr.
+
+    lr·(s+1)/warmup for s < warmup; then min_lr + ½(1 + cos(π·p))(lr - min_lr), p from 0 to 1.
+    """
+    if step < c.warmup:
+        return c.lr * (step + 1) / c.warmup
+    progress = min(1.0, (step - c.warmup) / max(1, c.steps - c.warmup))
+    return c.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (c.lr - c.min_lr)
+
+
+def make_optimizer(model: torch.nn.Module, c: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; weight decay on matrices (embeddings, projections), none on norms and biases."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": c.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=c.lr, betas=(c.beta1, c.beta2), fused=True)
+
+
+def scratch_config(c: TrainConfig, vocab_size: int) -> ModelConfig:
+    """A GPT-2 family model as nanoGPT builds it: LayerNorm, GELU MLP (4x), learned positions, tied head."""
+    return ModelConfig(
+        vocab_size=vocab_size, dim=c.dim, n_layers=c.layers, n_heads=c.heads, n_kv_heads=c.heads,
+        hidden_dim=4 * c.dim, max_seq_len=c.context, norm="layernorm", mlp="gelu", positions="learned",
+        bias=False, tie_embeddings=True, dropout=c.dropout, arch="gpt2",
+    )
+
+
+def build_model(c: TrainConfig, vocab_size: int) -> Transformer:
+    """A GPT-2 family model with random weights drawn from `c.seed`, in training mode."""
+    model = Transformer(scratch_config(c, vocab_size))
+    model.init_weights(c.seed)
+    return model.train()
+
+
+def load_pretrained(c: TrainConfig) -> tuple[Transformer, Tokenizer]:
+    """The model `c.init` names (float32, every weight trainable) and its own tokenizer."""
+    from tokenloom.model.registry import load_model
+
+    model, tokenizer, _ = load_model(c.init, "float32")
+    if c.context > model.config.max_seq_len:
+        raise InvalidArgument(f"context {c.context} exceeds the model's {model.config.max_seq_len} positions")
+    model.config.dropout, model.drop.p = c.dropout, c.dropout
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model.train(), tokenizer
+
+
+def prepare_run(c: TrainConfig, ctx: distributed.Dist, tokenizer: Tokenizer | None = None) -> TokenData:
+    """Tokenize the corpus into out/data once (the main process), then open it everywhere.
+
+    `tokenizer`: a pretrained model's own; None trains one on the corpus as `c.tokenizer` says.
+    """
+    folder = Path(c.out) / "data"
+    if ctx.is_main:
+        text = read_corpus(c.data)
+        spec = c.tokenizer if tokenizer is None else f"init:{c.init}"
+        tokenizer = tokenizer or corpus_tokenizer(text, c.bpe_vocab)
+        prepare_data(folder, text, tokenizer, spec, c.val_fraction)
+    distributed.barrier(ctx)
+    data = TokenData.open(folder)
+    data.check_context(c.context)
+    return data
+
+
+class Trainer:
+    """The state of a run: model, optimizer, data order, step; and the loop over it."""
+
+    def __init__(self, c: TrainConfig, ctx: distributed.Dist, data: TokenData, model: Transformer):
+        if c.grad_accum % ctx.world_size:
+            raise InvalidArgument(
+                f"grad_accum ({c.grad_accum}) must be a multiple of the number of processes ({ctx.world_size})"
+            )
+        self.c, self.ctx, self.data, self.out = c, ctx, data, Path(c.out)
+        self.model = model.to(ctx.device)
+        self.net = distributed.wrap(torch.compile(self.model) if c.compile else self.model, ctx)
+        self.optimizer = make_optimizer(self.model, c)
+        self.sampler = WindowSampler(len(data.train), c.context, c.seed)
+        val_windows = WindowSampler(len(data.val), c.context, c.seed + 1)
+        self.val_starts = val_windows.draw(c.eval_batches * c.batch_size).view(c.eval_batches, c.batch_size)
+        self.local_accum = c.grad_accum // ctx.world_size
+        self.step, self.best_val_loss = 0, float("inf")
+        self.loss_sum = torch.zeros((), device=ctx.device)
+        self.loss_count = 0
+        torch.manual_seed(c.seed + ctx.rank)  # dropout
+
+    def autocast(self):
+        return torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.c.dtype == "bfloat16")
+
+    # -- one optimizer step ---------------------------------------------------------
+    def train_step(self) -> torch.Tensor:
+        """Accumulate gradients over this process's micro-batches, clip, update; the last micro-batch's loss."""
+        c, rank = self.c, self.ctx.rank
+        starts = self.sampler.draw(c.grad_accum * c.batch_size).view(c.grad_accum, c.batch_size)  # global batch
+        mine = starts[rank * self.local_accum:(rank + 1) * self.local_accum]  # (local_accum, B)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step, c)
+        for i, rows in enumerate(mine):
+            x, y = (t.to(self.ctx.device) for t in windows(self.data.train, rows, c.context))  # (B, T)
+            last = i == len(mine) - 1
+            sync = contextlib.nullcontext() if last or not self.ctx.enabled else self.net.no_sync()
+            with sync:
+                with self.autocast():
+                    _, loss = self.net(x, targets=y)
+                (loss / self.local_accum).backward()
+            self.loss_sum += loss.detach()
+            self.loss_count += 1
+        if c.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip, foreach=True)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return loss.detach()
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean validation loss over the fixed validation windows (shared out over processes)."""
+        self.model.eval()
+        total = torch.zeros((), device=self.ctx.device)
+        for i in range(self.ctx.rank, self.c.eval_batches, self.ctx.world_size):
+            x, y = (t.to(self.ctx.device) for t in windows(self.data.val, self.val_starts[i], self.c.context))
+            with self.autocast():
+                _, loss = self.model(x, targets=y)
+            total += loss.float()
+        self.model.train()
+        return distributed.all_sum(self.ctx, total).item() / self.c.eval_batches
+
+    def take_train_loss(self) -> float | None:
+        """Mean training loss since the last call, over all processes."""
+        if self.loss_count == 0:
+            return None
+        both = torch.stack([self.loss_sum, torch.tensor(float(self.loss_count), device=self.ctx.device)])
+        total, count = distributed.all_sum(self.ctx, both).tolist()
+        self.loss_sum.zero_()
+        self.loss_count = 0
+        return total / count
+
+    # -- checkpoints ----------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"step": self.step, "best_val_loss": self.best_val_loss, "optimizer": self.optimizer.state_dict(),
+                "sampler": self.sampler.state_dict(), "torch_rng": torch.get_rng_state()}
+
+    def save(self, links: tuple[str, ...]) -> None:
+        if self.ctx.is_main:
+            checkpoint.write_checkpoint(self.out, self.step, self.model, self.data.tokenizer, self.state_dict(),
+                                        self.c.to_dict(), links)
+        distributed.barrier(self.ctx)
+
+    def restore(self, folder: Path) -> None:
+        state = checkpoint.read_state(folder, self.model)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.best_val_loss = int(state["step"]), float(state["best_val_loss"])
