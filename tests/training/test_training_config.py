@@ -63,3 +63,20 @@ def test_lr_warms_up_linearly_then_decays_by_cosine_to_the_floor():
     lrs = [lr_at(s, c) for s in range(100, 1001)]
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
     assert not any(math.isnan(x) for x in lrs)
+
+
+def test_arch_picks_the_model_family_with_the_same_parameter_count():
+    from tokenloom.model.transformer import Transformer
+    from tokenloom.training.trainer import scratch_config
+
+    llama = scratch_config(build_config(arch="llama"), vocab_size=65)
+    gpt2 = scratch_config(build_config(arch="gpt2"), vocab_size=65)
+    assert (llama.positions, llama.norm, llama.mlp) == ("rope", "rmsnorm", "swiglu")
+    assert (gpt2.positions, gpt2.norm, gpt2.mlp) == ("learned", "layernorm", "gelu")
+    sizes = [sum(p.numel() for p in Transformer(c).parameters()) for c in (llama, gpt2)]
+    assert abs(sizes[0] - sizes[1]) / sizes[1] < 0.02
+
+
+def test_unknown_arch_is_refused():
+    with pytest.raises(InvalidArgument, match="arch must be one of"):
+        build_config(arch="rwkv")

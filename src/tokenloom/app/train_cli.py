@@ -19,6 +19,7 @@ def train_command(
     out: Annotated[Str, typer.Option(help="Run folder: checkpoints (last, best), metrics.jsonl, loss.png.")] = None,
     preset: Annotated[Str, typer.Option(help="shakespeare-char-cpu | shakespeare-char | smollm2-shakespeare.")] = None,
     tokenizer: Annotated[Str, typer.Option(help="char | bpe:VOCAB (trained on the data).")] = None,
+    arch: Annotated[Str, typer.Option(help="llama (RoPE, RMSNorm, SwiGLU) | gpt2 (nanoGPT's parts).")] = None,
     layers: Annotated[Int, typer.Option(help="Transformer blocks.")] = None,
     heads: Annotated[Int, typer.Option(help="Attention heads.")] = None,
     dim: Annotated[Int, typer.Option(help="Model width.")] = None,
@@ -45,7 +46,7 @@ def train_command(
     from tokenloom.training import build_config, resume_config, train
 
     options = dict(
-        data=data, out=out, tokenizer=tokenizer, layers=layers, heads=heads, dim=dim, context=context,
+        data=data, out=out, tokenizer=tokenizer, arch=arch, layers=layers, heads=heads, dim=dim, context=context,
         steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, min_lr=min_lr, warmup=warmup,
         weight_decay=weight_decay, dropout=dropout, eval_every=eval_every, eval_batches=eval_batches,
         checkpoint_every=checkpoint_every, seed=seed, dtype=dtype, init=init, compile=compile,

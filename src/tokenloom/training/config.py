@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 
 from tokenloom.errors import InvalidArgument
 
+ARCHS = ("llama", "gpt2")
 DTYPES = ("float32", "bfloat16")
 
 
@@ -19,6 +20,7 @@ class TrainConfig:
     out: str = "runs/train"        # the run folder: data cache, checkpoints, metrics.jsonl, loss.png
     tokenizer: str = "char"        # "char" | "bpe:VOCAB" (ignored with `init`: the model's own)
     init: str | None = None        # start from a pretrained model (name or path) instead of random weights
+    arch: str = "llama"            # "llama" (RoPE, RMSNorm, SwiGLU) | "gpt2" (nanoGPT's: learned positions, LayerNorm, GELU)
     layers: int = 4
     heads: int = 4
     dim: int = 128
@@ -56,6 +58,8 @@ class TrainConfig:
             raise InvalidArgument(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
             raise InvalidArgument(f"beta1 and beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
+        if self.arch not in ARCHS:
+            raise InvalidArgument(f"arch must be one of {ARCHS}, got {self.arch!r}")
         if self.dtype not in DTYPES:
             raise InvalidArgument(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.dim % self.heads:

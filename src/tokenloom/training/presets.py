@@ -48,7 +48,7 @@ def build_config(preset: str | None = None, **options) -> TrainConfig:
         raise InvalidArgument(f"unknown training options {unknown}; known: {sorted(known)}")
     given = {key: value for key, value in options.items() if value is not None}
     if given.get("init") or PRESETS[name].get("init"):
-        clash = sorted(set(given) & {"layers", "heads", "dim", "tokenizer"})
+        clash = sorted(set(given) & {"arch", "layers", "heads", "dim", "tokenizer"})
         if clash:
             raise InvalidArgument(f"--init keeps the pretrained model's shape and tokenizer; drop {clash}")
     return TrainConfig(**{**PRESETS[name], **given})

@@ -60,12 +60,18 @@ def make_optimizer(model: torch.nn.Module, c: TrainConfig) -> torch.optim.Optimi
 
 
 def scratch_config(c: TrainConfig, vocab_size: int) -> ModelConfig:
-    """A GPT-2 family model as nanoGPT builds it: LayerNorm, GELU MLP (4x), learned positions, tied head."""
-    return ModelConfig(
-        vocab_size=vocab_size, dim=c.dim, n_layers=c.layers, n_heads=c.heads, n_kv_heads=c.heads,
-        hidden_dim=4 * c.dim, max_seq_len=c.context, norm="layernorm", mlp="gelu", positions="learned",
-        bias=False, tie_embeddings=True, dropout=c.dropout, arch="gpt2",
-    )
+    """The model a run trains from scratch, in one of two families of the same size.
+
+    "gpt2" is nanoGPT's: LayerNorm, GELU MLP (4x), learned positions, tied head.
+    "llama": RMSNorm, SwiGLU with hidden width 8/3·dim rounded up to a multiple of 8
+    (the same parameter count as the 4x GELU MLP), rotary positions, tied head.
+    """
+    shared = dict(vocab_size=vocab_size, dim=c.dim, n_layers=c.layers, n_heads=c.heads, n_kv_heads=c.heads,
+                  max_seq_len=c.context, bias=False, tie_embeddings=True, dropout=c.dropout, arch=c.arch)
+    if c.arch == "gpt2":
+        return ModelConfig(hidden_dim=4 * c.dim, norm="layernorm", mlp="gelu", positions="learned", **shared)
+    hidden = -(-8 * c.dim // 3 // 8) * 8
+    return ModelConfig(hidden_dim=hidden, norm="rmsnorm", mlp="swiglu", positions="rope", **shared)
 
 
 def build_model(c: TrainConfig, vocab_size: int) -> Transformer:
