@@ -1,10 +1,147 @@
-"""`tokenloom eval perplexity ...` and `tokenloom classify ...`."""
+"""`tokenloom eval perplexity ...` and `tokenloom classify ...`.
+
+Each command parses its options, calls one library function of `tokenloom.eval`
+and prints. Under `torchrun --nproc-per-node N -m tokenloom eval perplexity FILE`
+the windows are split across the N processes and rank 0 prints the result.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+from tokenloom.errors import InvalidArgument
+
 eval_app = typer.Typer(help="Score text with the model (perplexity, surprisal maps).", no_args_is_help=True)
 
+DEFAULT_MODEL = "smollm2-135m-instruct"
+PERPLEXITY_JSON_KEYS = ("perplexity", "nll", "tokens", "bits_per_byte", "context", "stride")
 
-def classify_command() -> None:
-    """Zero-shot classification by a generative model."""
-    raise typer.Exit(2)
+
+def _progress_bar(enabled: bool):
+    """A rich progress bar over windows on stderr; a no-op callback when disabled."""
+    if not enabled:
+        return None, (lambda done, total: None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress("windows", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=Console(stderr=True), transient=True)
+    task = bar.add_task("windows", total=None)
+    return bar, lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@eval_app.command("perplexity")
+def perplexity_command(
+    file: Path = typer.Argument(..., help="UTF-8 text file to score."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Registered name, GGUF path or model folder."),
+    context: Optional[int] = typer.Option(None, "--context", help="Input tokens per window (default min(model, 2048))."),
+    stride: Optional[int] = typer.Option(None, "--stride", help="New tokens scored per window (default context/4; = context: disjoint)."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Windows per forward pass."),
+    bos: bool = typer.Option(False, "--bos/--no-bos", help="Put <|endoftext|> in front so the first token is scored too."),
+    precision: str = typer.Option("float32", "--precision", help="float32 or bfloat16."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write a surprisal map page here."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Plot surprisal along the text here."),
+    top: int = typer.Option(5, "--top", help="Alternatives shown per token in the --html page."),
+) -> None:
+    """Perplexity of FILE: exp of the mean negative log-likelihood per token."""
+    import tokenloom as tl
+    from tokenloom.eval import distributed
+    from tokenloom.eval.perplexity import perplexity
+    from tokenloom.eval.surprisal import plot_png, render_html, surprisal_map
+
+    if not file.is_file():
+        raise InvalidArgument(f"{file} is not a file")
+    many = distributed.init_from_env()
+    if many and (html or png):
+        raise InvalidArgument("--html and --png need one process; run them without torchrun")
+    try:
+        lm = tl.load(model, precision=precision)
+        rank = distributed.shard()[0]
+        bar, progress = _progress_bar(rank == 0 and sys.stderr.isatty())
+        options = dict(context=context, stride=stride, batch_size=batch_size, bos=bos)
+        with bar or _Nothing():
+            if html or png:
+                tokens, result = surprisal_map(lm, file.read_text(encoding="utf-8"), top=top, **options)
+            else:
+                result = perplexity(lm, file, progress=progress, **options)
+        if html:
+            html.write_text(render_html(tokens, result, title=f"Surprisal of {file.name}"), encoding="utf-8")
+        if png:
+            plot_png(tokens, png, title=f"Surprisal along {file.name}")
+        if rank == 0:
+            _print_perplexity(result, as_json)
+    finally:
+        distributed.finish()
+
+
+class _Nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _print_perplexity(result, as_json: bool) -> None:
+    if as_json:
+        data = {key: getattr(result, key) for key in PERPLEXITY_JSON_KEYS}
+        data.update(byte_perplexity=result.byte_perplexity, word_perplexity=result.word_perplexity,
+                    signature=result.signature)
+        print(json.dumps(data))
+        return
+    print(f"perplexity      {result.perplexity:.4f}")
+    print(f"nll (nats/tok)  {result.nll:.6f}")
+    print(f"tokens scored   {result.tokens}")
+    print(f"bits per byte   {result.bits_per_byte:.6f}")
+    print(f"byte / word ppl {result.byte_perplexity:.4f} / {result.word_perplexity:.4f}")
+    print(f"windows         context {result.context}, stride {result.stride}")
+    print(result.signature)
+
+
+def classify_command(
+    data: Path = typer.Option(..., "--data", help="TSV file with a header row."),
+    text_column: str = typer.Option("sentence", "--text-column"),
+    label_column: str = typer.Option("label", "--label-column"),
+    labels: str = typer.Option(..., "--labels", help="Comma-separated label names; a gold value may be an index."),
+    template: str = typer.Option("Review: {text}\nSentiment:", "--template", help="Prompt; {text} is replaced."),
+    method: str = typer.Option("likelihood", "--method", help="likelihood | mean | calibrated | generate"),
+    model: str = typer.Option(DEFAULT_MODEL, "--model"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N rows."),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Zero-shot classification by a generative model: accuracy, macro-F1, confusion matrix."""
+    import tokenloom as tl
+    from tokenloom.eval.classify import classify
+    from tokenloom.eval.report import read_labelled_tsv, report
+
+    names = [name.strip() for name in labels.split(",") if name.strip()]
+    texts, gold = read_labelled_tsv(data, text_column, label_column, names)
+    if limit is not None:
+        if limit < 1:
+            raise InvalidArgument(f"--limit must be at least 1, got {limit}")
+        texts, gold = texts[:limit], gold[:limit]
+    template = template.replace("\\n", "\n")
+    lm = tl.load(model)
+    predicted = [c.label for c in classify(lm, texts, names, template, method, batch_size=batch_size)]
+    result = report(gold, predicted, names, method)
+    if as_json:
+        print(json.dumps(result.to_dict()))
+        return
+    print(f"method            {method}  (n = {result.n})")
+    print(f"accuracy          {result.accuracy:.4f}")
+    print(f"macro-F1          {result.macro_f1:.4f}")
+    print(f"majority baseline {result.majority_baseline:.4f}")
+    if method == "generate":
+        print(f"no label given    {result.no_label} ({result.no_label / result.n:.1%})")
+    columns = list(next(iter(result.confusion.values())))
+    print("confusion (rows: gold, columns: predicted)")
+    print(" " * 12 + "".join(f"{c:>12}" for c in columns))
+    for gold_name, row in result.confusion.items():
+        print(f"{gold_name:>12}" + "".join(f"{row[c]:>12}" for c in columns))

@@ -1,0 +1,114 @@
+"""Perplexity: tokenloom against the Hugging Face sliding-window recipe, same GGUF, windows, dtype.
+
+    python benchmarks/perplexity_vs_transformers.py --context 512 --stride 512 --tokens 8192
+    python benchmarks/perplexity_vs_transformers.py --context 2048 --stride 512 --tokens 8192
+
+Both sides score exactly the same targets with exactly the same contexts (the
+windows of `tokenloom.eval.scoring.plan_windows`). The Hugging Face side is the
+recipe of its "Perplexity of fixed-length models" guide: one window per forward
+pass, `model(input_ids, labels=target_ids)` with -100 on the context-only
+positions, NLL summed as loss x scored tokens. Its input is ids[b : e+1], one token
+longer than ours, because `labels` can only score tokens that are also inputs.
+
+Prints both perplexities, their relative difference, scored tokens per second and
+the speed ratio (ours / transformers), measured in one process, one after the other,
+each after one warm-up window. Two clocks: wall time, and the CPU time of this
+process (all its threads), which is the fairer one on a machine shared with other
+jobs: it counts the work done, not the time spent waiting for a core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+import tokenloom as tl
+from tokenloom.eval.perplexity import perplexity
+from tokenloom.eval.scoring import plan_windows
+from tokenloom.model.registry import resolve
+
+WIKITEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext2" / "wiki.test.raw"
+
+
+def load_hf(name: str, dtype: torch.dtype):
+    import transformers
+
+    _, path = resolve(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
+    return model.eval()
+
+
+class Clock:
+    """Wall and process CPU seconds of a block."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+        return False
+
+
+def hf_recipe(model, ids: torch.Tensor, context: int, stride: int) -> tuple[float, int]:
+    """(Σ NLL, tokens) with the Hugging Face guide's loop on our windows."""
+    nll_sum, tokens = 0.0, 0
+    with torch.inference_mode():
+        for w in plan_windows(len(ids), context, stride):
+            input_ids = ids[None, w.begin : w.end + 1]
+            target_ids = input_ids.clone()
+            target_ids[:, : w.first - w.begin] = -100  # context only
+            loss = model(input_ids, labels=target_ids).loss
+            nll_sum += float(loss) * w.scored
+            tokens += w.scored
+    return nll_sum, tokens
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--file", type=Path, default=WIKITEXT)
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--context", type=int, default=512)
+    parser.add_argument("--stride", type=int, default=512)
+    parser.add_argument("--tokens", type=int, default=8192, help="score the first N tokens only (0: whole file)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
+    args = parser.parse_args()
+
+    lm = tl.load(args.model, precision=args.precision)
+    ids = lm.tokenizer.encode(args.file.read_text(encoding="utf-8"))
+    if args.tokens:
+        ids = ids[: args.tokens]
+    text = lm.tokenizer.decode(ids)
+    ids = torch.tensor(lm.tokenizer.encode(text))  # what perplexity() will score
+    print(f"{args.file.name}: {len(ids)} tokens, context {args.context}, stride {args.stride}, "
+          f"{args.precision}, torch threads {torch.get_num_threads()}")
+
+    options = dict(context=args.context, stride=args.stride, batch_size=args.batch_size)
+    warm = lm.tokenizer.decode(ids[: min(len(ids), args.context)].tolist())
+    perplexity(lm, warm, **options)
+    with Clock() as ours_t:
+        ours = perplexity(lm, text, **options)
+    hf = load_hf(args.model, torch.float32 if args.precision == "float32" else torch.bfloat16)
+    hf_recipe(hf, ids[: min(len(ids), args.context + 1)], args.context, args.stride)
+    with Clock() as hf_t:
+        hf_nll, hf_tokens = hf_recipe(hf, ids, args.context, args.stride)
+    hf_ppl = math.exp(hf_nll / hf_tokens)
+
+    assert hf_tokens == ours.tokens, (hf_tokens, ours.tokens)
+    for name, ppl, clock in (("tokenloom", ours.perplexity, ours_t), ("transformers", hf_ppl, hf_t)):
+        print(f"{name:13s} ppl {ppl:.4f}  {hf_tokens} tokens  wall {clock.wall:7.1f} s "
+              f"({hf_tokens / clock.wall:6.1f} tok/s)  cpu {clock.cpu:7.1f} s ({hf_tokens / clock.cpu:6.1f} tok/cpu-s)")
+    print(f"relative difference {abs(ours.perplexity - hf_ppl) / hf_ppl:.2e}; speed ratio (transformers time / ours): "
+          f"wall {hf_t.wall / ours_t.wall:.2f}x, cpu {hf_t.cpu / ours_t.cpu:.2f}x  (batch {args.batch_size})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Perplexity: how surprised the model is by real text.
+
+    PPL = exp(-(1/T) Σ_t log P(x_t | x_<t))
+
+over the T scored tokens, from one teacher-forced pass per window (windows are
+laid out in `tokenloom.eval.scoring`: sliding with a stride, only the new tokens
+of each window scored, as in the Hugging Face recipe; stride = context gives
+disjoint windows, as in lm-evaluation-harness).
+
+BOS handling. SmolLM2's tokenizer adds no BOS token (GGUF add_bos_token = False),
+and neither does the Hugging Face recipe: by default the first token of each
+text is context only and never scored, so a text of N tokens scores N - 1.
+With `bos=True`, <|endoftext|> (the document separator the model was trained
+with; else the tokenizer's BOS or first EOS) is put in front as context, so all
+N tokens are scored: lm-evaluation-harness's convention for rolling
+log-likelihoods.
+
+Aggregation: each text (or file) is scored on its own, windows never cross texts;
+the corpus perplexity is exp(Σ NLL / Σ T) over all of them (statistics are
+summed, never averaged). Byte and word perplexity follow lm-evaluation-harness:
+
+    bits_per_byte   = Σ NLL / (bytes · ln 2)
+    byte_perplexity = exp(Σ NLL / bytes)
+    word_perplexity = exp(Σ NLL / words)       words = whitespace-separated pieces
+
+with bytes counted in UTF-8 over the whole text. Under torch.distributed (e.g.
+`torchrun`), batches of windows are dealt to the ranks in turn and the sums are
+all-reduced in float64, so every rank gets the one-process result.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+import tokenloom
+from tokenloom.errors import InvalidArgument
+from tokenloom.eval.distributed import all_reduce_sums, shard
+from tokenloom.eval.scoring import ScoredBatch, batches, run_batches
+
+DEFAULT_CONTEXT = 2048
+
+
+@dataclass(frozen=True)
+class PerplexityResult:
+    perplexity: float
+    nll: float  # mean negative log-likelihood per scored token, nats
+    tokens: int  # tokens scored
+    bits_per_byte: float
+    byte_perplexity: float
+    word_perplexity: float
+    bytes: int
+    words: int
+    context: int
+    stride: int
+    signature: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def perplexity_from_logprobs(logprobs: Sequence[float]) -> float:
+    """exp(-(1/T) Σ log p_t) for natural-log probabilities.
+
+    >>> round(perplexity_from_logprobs([math.log(0.5), math.log(0.25)]), 4)
+    2.8284
+    """
+    values = [float(v) for v in logprobs]
+    if not values:
+        raise InvalidArgument("no log-probabilities given: perplexity needs at least one")
+    if any(v > 0 or math.isnan(v) for v in values):
+        raise InvalidArgument("log-probabilities must be <= 0 (natural log of a probability)")
+    return math.exp(-math.fsum(values) / len(values))
+
+
+def perplexity_from_probs(probs: Sequence[float]) -> float:
+    """exp(-(1/T) Σ log p_t): the geometric mean of 1/p_t.
+
+    >>> round(perplexity_from_probs([0.9, 0.8, 0.6, 0.4, 0.3, 0.2]), 4)
+    2.1415
+    """
+    values = [float(p) for p in probs]
+    if any(not 0 < p <= 1 for p in values):
+        raise InvalidArgument("probabilities must lie in (0, 1]")
+    return perplexity_from_logprobs([math.log(p) for p in values])
+
+
+def read_texts(text_or_files) -> list[str]:
+    """A str is one text; a Path is a file (UTF-8); a list may mix both."""
+    items = [text_or_files] if isinstance(text_or_files, (str, Path)) else list(text_or_files)
+    if not items:
+        raise InvalidArgument("no text given: pass a string, a file path or a list of them")
+    texts = []
+    for item in items:
+        if isinstance(item, Path):
+            if not item.is_file():
+                raise InvalidArgument(f"{item} is not a file")
+            item = item.read_text(encoding="utf-8")
+        if not isinstance(item, str):
+            raise InvalidArgument(f"expected text (str) or a file (Path), got {type(item).__name__}")
+        texts.append(item)
+    return texts
+
+
+def prefix_token_id(tokenizer) -> int:
+    """<|endoftext|> if the vocabulary has it, else the BOS id, else the first EOS id."""
+    token = tokenizer.backend.token_to_id("<|endoftext|>")
+    if token is not None:
+        return token
+    if tokenizer.special.bos_id is not None:
+        return tokenizer.special.bos_id
+    if tokenizer.eos_ids:
+        return tokenizer.eos_ids[0]
+    raise InvalidArgument("bos=True needs a <|endoftext|>, BOS or EOS token; this tokenizer has none")
+
+
+def encode_texts(lm, texts: list[str], bos: bool) -> list[torch.Tensor]:
+    """Token ids of each text, as they will be scored (with the prefix token if bos)."""
+    docs = []
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise InvalidArgument(f"text {i} is empty: give some text to score")
+        ids = lm.tokenizer.encode(text, add_bos=False)
+        if bos:
+            ids = [prefix_token_id(lm.tokenizer)] + ids
+        if len(ids) < 2:
+            raise InvalidArgument(
+                f"text {i} has {len(ids)} token; perplexity needs at least 2 (one of context, one scored), "
+                "or pass bos=True to score a one-token text after <|endoftext|>"
+            )
+        docs.append(torch.tensor(ids, dtype=torch.long))
+    return docs
+
+
+def check_windows(lm, context: int | None, stride: int | None, batch_size: int) -> tuple[int, int]:
+    """Defaults and bounds: context <= the model's context, 1 <= stride <= context."""
+    limit = lm.config.max_seq_len
+    context = min(limit, DEFAULT_CONTEXT) if context is None else int(context)
+    if not 2 <= context <= limit:
+        raise InvalidArgument(f"context must be between 2 and the model's context {limit}, got {context}")
+    stride = max(1, context // 4) if stride is None else int(stride)
+    if not 1 <= stride <= context:
+        raise InvalidArgument(f"stride must be between 1 and the context ({context}), got {stride}")
+    if batch_size < 1:
+        raise InvalidArgument(f"batch_size must be at least 1, got {batch_size}")
+    return context, stride
+
+
+def signature(lm, context: int, stride: int, bos: bool, n_texts: int) -> str:
+    """Every option that produced a number, sacrebleu-style."""
+    return (
+        f"model:{lm.name or 'unnamed'}|precision:{lm.precision}|context:{context}|stride:{stride}"
+        f"|bos:{'endoftext' if bos else 'no'}|texts:{n_texts}|version:{tokenloom.__version__}"
+    )
+
+
+def perplexity(
+    lm,
+    text_or_files,
+    *,
+    context: int | None = None,
+    stride: int | None = None,
+    batch_size: int = 4,
+    bos: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    top: int = 0,
+    on_batch: Callable[[ScoredBatch], None] | None = None,
+) -> PerplexityResult:
+    """Perplexity of `lm` on a text, a file (Path) or a list of them.
+
+    context: input tokens per window (default min(model context, 2048)); stride:
+    new tokens scored per window (default context // 4; = context for disjoint
+    windows); batch_size: windows per forward pass; bos: see the module docstring;
+    progress(done, total) is called after each batch of windows of this rank;
+    on_batch receives each `ScoredBatch` (with the `top` likeliest tokens at every
+    scored position when top > 0), e.g. to draw a surprisal map.
+    """
+    context, stride = check_windows(lm, context, stride, batch_size)
+    texts = read_texts(text_or_files)
+    docs = encode_texts(lm, texts, bos)
+    rank, world = shard()
+    plan = batches(docs, context, stride, batch_size)[rank::world]
+    nll_sum, tokens = 0.0, 0
+    for done, scored in enumerate(run_batches(lm.model, docs, plan, top), start=1):
+        if on_batch is not None:
+            on_batch(scored)
+        nll_sum += float(scored.nll.sum())
+        tokens += scored.nll.numel()
+        if progress is not None:
+            progress(done, len(plan))
+    nll_sum, tokens = all_reduce_sums(nll_sum, tokens)
+    n_bytes = sum(len(t.encode("utf-8")) for t in texts)
+    n_words = sum(len(re.split(r"\s+", t)) for t in texts)  # as lm-evaluation-harness counts
+    mean = nll_sum / tokens
+    return PerplexityResult(
+        perplexity=math.exp(mean), nll=mean, tokens=tokens,
+        bits_per_byte=nll_sum / (n_bytes * math.log(2)), byte_perplexity=math.exp(nll_sum / n_bytes),
+        word_perplexity=math.exp(nll_sum / n_words), bytes=n_bytes, words=n_words,
+        context=context, stride=stride, signature=signature(lm, context, stride, bos, len(texts)),
+    )

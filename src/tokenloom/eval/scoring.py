@@ -1,0 +1,153 @@
+"""Teacher-forced scoring: log P(x_t | x_<t) of given tokens, window by window.
+
+A text of N tokens is cut into windows of at most `context` input tokens. The
+logits at input position j of a window predict the token at j + 1, so a window
+with input x[b:e] can score the targets x[b+1 .. e]. Windows are laid out by
+their ends:
+
+    e_0 = min(C, N-1),  e_k = min(e_{k-1} + S, N-1),  b_k = max(0, e_k - C)
+
+and window k scores the targets it adds, x[e_{k-1}+1 .. e_k] (window 0 scores
+x[1 .. e_0]). Every token but the first is scored exactly once, with at least
+C - S tokens of context (the first window's tokens excepted); the last window is
+anchored at the end of the text, so it has a full context too.
+
+    N = 10, C = 4, S = 2:  inputs x[0:4] x[2:6] x[4:8] x[5:9]
+                           scored  1..4   5..6   7..8   9
+    S = C gives disjoint windows: x[0:4] scores 1..4, x[4:8] scores 5..8, ...
+    which is lm-evaluation-harness's rolling log-likelihood (each window also
+    predicts the first token of the next one).
+
+Only the scored positions go through the output layer (V = 49152 for SmolLM2,
+a large share of the cost); the final hidden states are taken from the model's
+last norm with a forward hook, so the model's own head never runs here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+HEAD_CHUNK = 1024  # positions per output-layer chunk: bounds the (chunk, V) logits in memory
+
+
+@dataclass(frozen=True)
+class Window:
+    """Input ids[begin:end]; scores the targets ids[first .. end] (inclusive)."""
+
+    begin: int
+    end: int
+    first: int
+
+    @property
+    def scored(self) -> int:
+        return self.end + 1 - self.first
+
+
+def plan_windows(n_tokens: int, context: int, stride: int) -> list[Window]:
+    """The windows that score tokens 1..N-1 once each (see the module docstring).
+
+    >>> [(w.begin, w.end, w.first) for w in plan_windows(10, 4, 2)]
+    [(0, 4, 1), (2, 6, 5), (4, 8, 7), (5, 9, 9)]
+    """
+    windows, end, first = [], min(context, n_tokens - 1), 1
+    while True:
+        windows.append(Window(max(0, end - context), end, first))
+        if end == n_tokens - 1:
+            return windows
+        first, end = end + 1, min(end + stride, n_tokens - 1)
+
+
+@dataclass
+class ScoredBatch:
+    """Scores of the targets of a batch of windows, in text order within each window."""
+
+    doc: torch.Tensor  # (M,) which document each target belongs to
+    position: torch.Tensor  # (M,) position of the target in its document's ids
+    nll: torch.Tensor  # (M,) float64: -log P(target | context), nats
+    top_ids: torch.Tensor | None = None  # (M, k) the most likely tokens at that position
+    top_logp: torch.Tensor | None = None  # (M, k) their log-probabilities
+
+
+def final_hidden(model, ids: torch.Tensor) -> torch.Tensor:
+    """The last norm's output (B, T, C) for ids (B, T), without running the output layer.
+
+    The hook hands the model an empty sequence after its final norm, so its
+    F.linear(x, W) costs nothing; we apply the output layer ourselves where needed.
+    """
+    captured: list[torch.Tensor] = []
+
+    def keep(_module, _inputs, output):
+        captured.append(output)
+        return output[:, :0]
+
+    handle = model.norm.register_forward_hook(keep)
+    try:
+        model(ids)
+    finally:
+        handle.remove()
+    return captured[0]
+
+
+def head_scores(model, hidden: torch.Tensor, targets: torch.Tensor, top: int = 0):
+    """-log P(target) for hidden states (M, C) and targets (M,): logsumexp(l) - l[target].
+
+    With top > 0, also the `top` most likely ids and their log-probabilities.
+    """
+    weight = model.output_weight
+    nll, top_ids, top_logp = [], [], []
+    for start in range(0, hidden.shape[0], HEAD_CHUNK):
+        h, t = hidden[start : start + HEAD_CHUNK], targets[start : start + HEAD_CHUNK]
+        logits = F.linear(h, weight).float()  # (m, V)
+        norm = torch.logsumexp(logits, dim=-1)  # (m,)
+        nll.append(norm - logits.gather(1, t[:, None]).squeeze(1))
+        if top:
+            values, ids = logits.topk(top, dim=-1)  # (m, k)
+            top_ids.append(ids)
+            top_logp.append(values - norm[:, None])
+    nll = torch.cat(nll).double()
+    if not top:
+        return nll, None, None
+    return nll, torch.cat(top_ids), torch.cat(top_logp)
+
+
+def score_windows(
+    model, docs: list[torch.Tensor], jobs: list[tuple[int, Window]], top: int = 0
+) -> ScoredBatch:
+    """Run one batch of equal-length windows (doc index, window) and score their targets."""
+    rows = torch.stack([docs[d][w.begin : w.end] for d, w in jobs])  # (B, L)
+    B, L = rows.shape
+    hidden = final_hidden(model, rows)  # (B, L, C)
+    flat, doc, position, targets = [], [], [], []
+    for row, (d, w) in enumerate(jobs):
+        pos = torch.arange(w.first, w.end + 1)  # target positions in the document
+        flat.append(row * L + (pos - 1 - w.begin))  # the input positions that predict them
+        doc.append(torch.full_like(pos, d))
+        position.append(pos)
+        targets.append(docs[d][pos])
+    picked = hidden.reshape(B * L, -1).index_select(0, torch.cat(flat))  # (M, C)
+    nll, top_ids, top_logp = head_scores(model, picked, torch.cat(targets), top)
+    return ScoredBatch(torch.cat(doc), torch.cat(position), nll, top_ids, top_logp)
+
+
+def batches(docs: list[torch.Tensor], context: int, stride: int, batch_size: int) -> list[list[tuple[int, Window]]]:
+    """All windows of all documents, grouped into batches of windows of one input length."""
+    by_length: dict[int, list[tuple[int, Window]]] = {}
+    for d, ids in enumerate(docs):
+        for w in plan_windows(len(ids), context, stride):
+            by_length.setdefault(w.end - w.begin, []).append((d, w))
+    out = []
+    for length in sorted(by_length, reverse=True):
+        jobs = by_length[length]
+        out.extend(jobs[i : i + batch_size] for i in range(0, len(jobs), batch_size))
+    return out
+
+
+def run_batches(model, docs, plan, top: int = 0) -> Iterator[ScoredBatch]:
+    """Score each batch of `plan` in inference mode."""
+    with torch.inference_mode():
+        for jobs in plan:
+            yield score_windows(model, docs, jobs, top)
