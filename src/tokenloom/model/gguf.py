@@ -27,9 +27,6 @@ from tokenloom.errors import CorruptModelFile
 BLOCK = 32
 
 
-warnings.filterwarnings("ignore", message="The given NumPy array is not writable")  # read-only maps, never written
-
-
 def _f16(raw: torch.Tensor) -> torch.Tensor:
     """Little-endian half floats from a (..., 2) uint8 tensor, as float32 (..., 1)."""
     return raw.contiguous().view(torch.float16).float()
@@ -60,6 +57,12 @@ _BLOCK_DEQUANT = {"Q8_0": (34, dequantize_q8_0), "Q4_0": (18, dequantize_q4_0), 
 
 def tensor_to_torch(tensor: "TensorInfo") -> torch.Tensor:
     """One GGUF tensor as a float32 torch tensor in PyTorch's (out, in) order."""
+    with warnings.catch_warnings():  # the bytes are a read-only map, which torch warns about; we only read
+        warnings.simplefilter("ignore", UserWarning)
+        return _to_torch(tensor)
+
+
+def _to_torch(tensor: "TensorInfo") -> torch.Tensor:
     kind, data, shape = tensor.kind, tensor.data, tensor.shape
     if kind in ("F32", "F16"):
         return torch.from_numpy(data.view(np.float32 if kind == "F32" else np.float16).astype(np.float32)).reshape(shape)

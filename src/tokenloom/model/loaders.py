@@ -38,6 +38,7 @@ def build(config: ModelConfig, state: dict[str, torch.Tensor], precision: str = 
     if missing or unexpected:
         raise CorruptModelFile(f"weights do not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.setup_rope()
+    model.pack_for_inference()
     return model.eval()
 
 

@@ -19,11 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from tokenloom.model.config import ModelConfig
+from tokenloom.model.kernels import Linear, Packed, packed_linear
 from tokenloom.model.kv_cache import KVCache
 
 
 class RMSNorm(nn.Module):
-    """y = x / sqrt(mean(x²) + eps) · w, computed in float32 as the Llama reference does."""
+    """y = x / sqrt(mean(x²) + eps) · w."""
 
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -31,11 +32,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32:  # one fused kernel
-            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(x.dtype)
+        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)  # one fused kernel, float32 inside
 
 
 def make_norm(config: ModelConfig) -> nn.Module:
@@ -66,14 +63,16 @@ class Attention(nn.Module):
         self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
         q_dim, kv_dim = config.n_heads * config.head_dim, config.n_kv_heads * config.head_dim
         self.split = (q_dim, kv_dim, kv_dim)
-        self.qkv = nn.Linear(config.dim, q_dim + 2 * kv_dim, bias=config.bias)
-        self.out = nn.Linear(q_dim, config.dim, bias=config.bias)
+        self.qkv = Linear(config.dim, q_dim + 2 * kv_dim, bias=config.bias)
+        self.out = Linear(q_dim, config.dim, bias=config.bias)
         self.use_rope = config.positions == "rope"
         self.cache: KVCache | None = None
 
     def forward(self, x, rope, mask, start: int) -> torch.Tensor:
         B, T, _ = x.shape
-        heads = self.qkv(x).view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, H + 2·Hkv, T, D)
+        # Attention itself runs in float32 whatever the weights' precision: the CPU's
+        # bfloat16 batched products are slower than float32 ones at these sizes.
+        heads = self.qkv(x).float().view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, H + 2·Hkv, T, D)
         if self.use_rope:  # queries and keys rotate together, values pass through
             qk = apply_rope(heads[:, : self.n_heads + self.n_kv_heads], *rope)  # (B, H + Hkv, T, D)
             q, k = qk.split((self.n_heads, self.n_kv_heads), dim=1)
@@ -83,7 +82,7 @@ class Attention(nn.Module):
         if self.cache is not None:
             k, v = self.cache.write(start, k, v)  # (B, Hkv, S, D)
         y = self.attend(q, k, v, mask)  # (B, H, T, D)
-        return self.out(y.transpose(1, 2).reshape(B, T, -1))
+        return self.out(y.transpose(1, 2).reshape(B, T, -1).to(x.dtype))
 
     def attend(self, q, k, v, mask) -> torch.Tensor:
         """softmax(q·kᵀ/√d + mask)·v with grouped-query heads; q (B, H, T, D), k/v (B, Hkv, S, D).
@@ -102,7 +101,7 @@ class Attention(nn.Module):
             scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(D))  # (B, Hkv, G, S)
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
-            weights = torch.softmax(scores.float(), dim=-1).to(v.dtype)  # (B, Hkv, G, S)
+            weights = torch.softmax(scores, dim=-1)  # (B, Hkv, G, S)
             return torch.matmul(weights, v).view(B, H, 1, D)  # (B, H, 1, D)
         if groups > 1:
             k = k.repeat_interleave(groups, dim=1)  # (B, H, S, D)
@@ -117,8 +116,8 @@ class MLP(nn.Module):
         super().__init__()
         self.gated = config.mlp == "swiglu"
         width = 2 * config.hidden_dim if self.gated else config.hidden_dim
-        self.up = nn.Linear(config.dim, width, bias=config.bias)
-        self.down = nn.Linear(config.hidden_dim, config.dim, bias=config.bias)
+        self.up = Linear(config.dim, width, bias=config.bias)
+        self.down = Linear(config.hidden_dim, config.dim, bias=config.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.up(x)
@@ -149,10 +148,11 @@ class Transformer(nn.Module):
         self.pos_embed = nn.Embedding(config.max_seq_len, config.dim) if config.positions == "learned" else None
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.norm = make_norm(config)
-        self.head = None if config.tie_embeddings else nn.Linear(config.dim, config.vocab_size, bias=False)
+        self.head = None if config.tie_embeddings else Linear(config.dim, config.vocab_size, bias=False)
         self.drop = nn.Dropout(config.dropout)
         self.rope_cos: torch.Tensor | None = None
         self.rope_sin: torch.Tensor | None = None
+        self.packed_output: Packed | None = None
 
     # -- set-up ------------------------------------------------------------
     def init_weights(self, seed: int | None = None) -> None:
@@ -173,11 +173,18 @@ class Transformer(nn.Module):
     def setup_cache(self, batch: int, max_len: int) -> None:
         """Preallocate one KV cache per layer for `batch` sequences of up to `max_len` positions."""
         c = self.config
-        dtype = self.embed.weight.dtype
-        for block in self.blocks:
-            block.attn.cache = KVCache(batch, c.n_kv_heads, max_len, c.head_dim, dtype)
+        for block in self.blocks:  # float32, as the attention that reads it
+            block.attn.cache = KVCache(batch, c.n_kv_heads, max_len, c.head_dim, torch.float32)
         if self.config.positions == "rope" and (self.rope_cos is None or self.rope_cos.shape[0] < max_len):
             self.setup_rope(max(max_len, c.max_seq_len))
+
+    def pack_for_inference(self) -> None:
+        """Prepack every projection and the output layer for fast decoding (see model/kernels.py)."""
+        for module in self.modules():
+            if isinstance(module, Linear):
+                module.pack()
+        weight = self.output_weight.detach()
+        self.packed_output = Packed(weight) if Packed.supported(weight) else None
 
     def clear_cache(self) -> None:
         for block in self.blocks:
@@ -215,14 +222,14 @@ class Transformer(nn.Module):
         if self.config.positions == "rope":
             if self.rope_cos is None or self.rope_cos.shape[0] < start + T:
                 self.setup_rope(max(start + T, self.config.max_seq_len))
-            rope = (self.rope_cos[positions].unsqueeze(1).to(x.dtype), self.rope_sin[positions].unsqueeze(1).to(x.dtype))
+            rope = (self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1))  # (B, 1, T, D)
         x = self.drop(x)
         for block in self.blocks:
             x = block(x, rope, mask, start)
         x = self.norm(x)
         if last_only:
             x = x[:, -1:, :]  # (B, 1, C)
-        logits = F.linear(x, self.output_weight)  # (B, T, V)
+        logits = packed_linear(x, self.output_weight, None, self.packed_output)  # (B, T, V)
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)

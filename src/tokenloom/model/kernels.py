@@ -1,0 +1,55 @@
+"""Matrix products for decoding on a CPU, with weights prepacked for the kernel.
+
+Decoding one token multiplies a single row by every weight matrix, so its speed is
+the rate at which weights stream from memory. PyTorch's plain `F.linear` reaches
+about 11 GB/s here in float32 and 15 GB/s in bfloat16 for such a row (and less for
+a batch of 8 rows); the same product through a weight packed once into oneDNN's
+blocked layout (the layout PyTorch's own compiler uses on CPUs) reaches about
+21 GB/s in both, for 1 to 8 rows, and is no slower for a long prompt. Measured on
+this project's 2-core machine with torch 2.13; see README for the end-to-end effect.
+
+A packed copy is made only for inference, used only while gradients are off, and
+dropped as soon as the weight changes (its version counter moves), so training and
+fine-tuning always see the live weight.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PACK_ROWS = 8  # the row count oneDNN picks its layout for: fast from 1 to 8 rows
+_MKLDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+class Packed:
+    """A weight packed for one kernel, and the weight version it was packed from."""
+
+    def __init__(self, weight: torch.Tensor):
+        self.version = weight._version
+        self.data = torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS)
+
+    @staticmethod
+    def supported(weight: torch.Tensor) -> bool:
+        return _MKLDNN and weight.device.type == "cpu" and weight.dim() == 2 and weight.dtype in (
+            torch.float32, torch.bfloat16)
+
+
+def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, packed: Packed | None):
+    """y = x·Wᵀ + b, through the packed weight when it is current and no gradient is needed."""
+    if packed is None or torch.is_grad_enabled() or packed.version != weight._version:
+        return F.linear(x, weight, bias)
+    return torch.ops.mkldnn._linear_pointwise(x, packed.data, bias, "none", [], "")
+
+
+class Linear(nn.Linear):
+    """`nn.Linear` that can prepack its weight for fast inference (see the module doc)."""
+
+    packed: Packed | None = None
+
+    def pack(self) -> None:
+        self.packed = Packed(self.weight.detach()) if Packed.supported(self.weight) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return packed_linear(x, self.weight, self.bias, self.packed)
