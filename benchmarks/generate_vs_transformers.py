@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -19,7 +20,7 @@ import tokenloom as tl
 from tokenloom.model.registry import resolve
 
 SHORT = "The history of the printing press begins in the fifteenth century, when"
-LONG_SOURCE = "../shared/data/wikitext2/wiki.test.raw"
+LONG_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext2" / "wiki.test.raw"
 
 
 def long_prompt(lm, tokens: int = 500) -> str:

@@ -15,7 +15,7 @@ from tokenloom.metrics import corpus_bleu, sentence_bleu
 from tokenloom.metrics.bleu import closest_ref_len
 from tokenloom.metrics.text import tokenize_13a
 
-DATA = Path("/work/shared/data")
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 WMT = DATA / "wmt22_general_de_en"
 SYSTEMS = sorted(p.name.split(".")[-2] for p in (WMT / "system-outputs").iterdir())
 TOKENIZERS = ["13a", "intl", "char", "none"]

@@ -11,7 +11,7 @@ from sacrebleu.metrics import CHRF
 from tokenloom.errors import InvalidArgument
 from tokenloom.metrics import corpus_chrf, get_metric, sentence_chrf
 
-WMT = Path("/work/shared/data/wmt22_general_de_en")
+WMT = Path(__file__).resolve().parents[3] / "shared" / "data" / "wmt22_general_de_en"
 
 
 def lines(path: Path) -> list[str]:

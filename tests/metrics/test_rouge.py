@@ -14,7 +14,7 @@ from rouge_score import tokenize as peer_tokenize
 from tokenloom.errors import InvalidArgument
 from tokenloom.metrics import rouge, rouge_segment, rouge_tokens
 
-CNNDM = Path("/work/shared/data/cnndm_pointer_generator/cnndm_test_stride23_500.jsonl")
+CNNDM = Path(__file__).resolve().parents[3] / "shared" / "data" / "cnndm_pointer_generator" / "cnndm_test_stride23_500.jsonl"
 TYPES = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
 
 
