@@ -105,12 +105,7 @@ class LanguageModel:
         prompts = [prompt_or_prompts] if single else list(prompt_or_prompts)
         if not prompts:
             raise InvalidArgument("no prompts given")
-        requests = self._requests(prompts, params)
-        done: dict[int, Completion] = {}
-        for step in self.engine.run(requests):
-            if step.finished is not None:
-                done[step.index] = step.finished
-        completions = [done[i] for i in range(len(requests))]
+        completions = self._complete(self._requests(prompts, params))
         for c in completions:
             c.index = c.index % params.n
         return completions[0] if single and params.n == 1 else completions
@@ -122,6 +117,10 @@ class LanguageModel:
             if params.n != 1:
                 raise InvalidArgument(f"generate_batch takes n = 1 for each prompt, got {params.n}")
             requests.append(Request(self.encode_prompt(prompt), params))
+        return self._complete(requests)
+
+    def _complete(self, requests: list[Request]) -> list[Completion]:
+        """Run the engine to the end; the completions in request order."""
         done = {s.index: s.finished for s in self.engine.run(requests) if s.finished is not None}
         return [done[i] for i in range(len(requests))]
 
