@@ -79,7 +79,7 @@ def load_hf(dtype):
 def load_times() -> tuple[float, float]:
     """Seconds from load call to the first generated token, ours and transformers'."""
     start = time.perf_counter()
-    lm = tl.load("smollm2-135m-instruct")
+    lm = tl.load("smollm2-135m-instruct", precision="float32")  # like for like: transformers dequantizes to float32
     lm.generate(SHORT, tl.SamplingParams(temperature=0, max_tokens=1))
     ours = time.perf_counter() - start
     start = time.perf_counter()

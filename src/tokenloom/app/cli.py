@@ -31,13 +31,14 @@ app.command("train")(train_command)
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Name, .gguf file, HF folder or checkpoint.")]
-PrecisionOption = Annotated[str, typer.Option(help="float32 | bfloat16")]
+PrecisionOption = Annotated[str, typer.Option(
+    help="auto (native for GGUF files, else float32) | native | float32 | bfloat16")]
 
 
-def _load(model: str, precision: str):
+def _load(model: str, precision: str, compile: bool = False):
     import tokenloom as tl
 
-    return tl.load(model, precision=precision)
+    return tl.load(model, precision=precision, compile=compile)
 
 
 @app.command("next")
@@ -46,7 +47,7 @@ def next_command(
     top: Annotated[int, typer.Option(help="How many tokens to list.")] = 10,
     temperature: Annotated[float, typer.Option(help="P_i = exp(l_i/T) / Σ_j exp(l_j/T)")] = 1.0,
     model: ModelOption = DEFAULT_MODEL,
-    precision: PrecisionOption = "float32",
+    precision: PrecisionOption = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {token, id, prob}.")] = False,
 ) -> None:
     """The most likely next tokens and their probabilities."""
@@ -63,7 +64,7 @@ def next_command(
 def generate_command(
     prompts: Annotated[list[str], typer.Argument(help="One or more prompts.")],
     model: ModelOption = DEFAULT_MODEL,
-    precision: PrecisionOption = "float32",
+    precision: PrecisionOption = "auto",
     chat: Annotated[bool, typer.Option(help="Send the prompt as a user message through the chat template.")] = False,
     temperature: Annotated[float, typer.Option(help="0 = greedy")] = 1.0,
     top_k: Annotated[int, typer.Option(help="0 = off")] = 0,
@@ -81,6 +82,8 @@ def generate_command(
     n: Annotated[int, typer.Option("-n", help="Samples per prompt.")] = 1,
     order: Annotated[str, typer.Option(help="Processor order: tokenloom | hf | vllm | llama.cpp")] = "tokenloom",
     stream: Annotated[bool, typer.Option(help="Print text as it is generated.")] = False,
+    compile: Annotated[bool, typer.Option(
+        "--compile", help="Compile the decode step with torch.compile: faster steps after about a minute.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: text, token_ids, finish_reason, ...")] = False,
 ) -> None:
     """Continue one or more prompts with the chosen decoding strategy."""
@@ -92,7 +95,7 @@ def generate_command(
         frequency_penalty=frequency_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
         min_tokens=min_tokens, max_tokens=max_tokens, stop=stop or (), seed=seed, n=n, order=order,
     )
-    lm = _load(model, precision)
+    lm = _load(model, precision, compile)
     if chat:
         prompts = [lm.tokenizer.apply_chat_template([{"role": "user", "content": p}]) for p in prompts]
     if stream:

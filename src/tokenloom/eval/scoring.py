@@ -29,7 +29,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 HEAD_CHUNK = 1024  # positions per output-layer chunk: bounds the (chunk, V) logits in memory
 
@@ -97,11 +96,10 @@ def head_scores(model, hidden: torch.Tensor, targets: torch.Tensor, top: int = 0
 
     With top > 0, also the `top` most likely ids and their log-probabilities.
     """
-    weight = model.output_weight
     nll, top_ids, top_logp = [], [], []
     for start in range(0, hidden.shape[0], HEAD_CHUNK):
         h, t = hidden[start : start + HEAD_CHUNK], targets[start : start + HEAD_CHUNK]
-        logits = F.linear(h, weight).float()  # (m, V)
+        logits = model.project(h).float()  # (m, V)
         norm = torch.logsumexp(logits, dim=-1)  # (m,)
         nll.append(norm - logits.gather(1, t[:, None]).squeeze(1))
         if top:

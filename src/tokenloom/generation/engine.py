@@ -156,12 +156,29 @@ class Engine:
         self.model, self.tokenizer = model, tokenizer
         self.config = model.config
         self.eos_ids = tuple(tokenizer.eos_ids)
+        self.step = model  # what runs one decode step: the model, or a compiled version of it
+
+    def compile(self) -> None:
+        """Run decode steps through `torch.compile` (inductor): no per-operation dispatch.
+
+        The first decode step compiles the whole model (about a minute on 2 CPU cores;
+        inductor caches the result on disk, so a later process takes seconds); prefill
+        stays eager. So that one compiled graph serves every request, the KV cache is
+        then always allocated at the model's full context, and the sizes of module
+        buffers (the cache's batch and length) are traced as dynamic.
+        """
+        torch._dynamo.config.force_nn_module_property_static_shapes = False
+        self.step = torch.compile(self.model, dynamic=True)
+
+    @property
+    def compiled(self) -> bool:
+        return self.step is not self.model
 
     # -- the forward passes --------------------------------------------------
     def prefill(self, prompts: list[list[int]], cache_len: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Fill a fresh cache with left-padded prompts; logits (B, V) of each last position."""
         ids, pad = left_pad(prompts, self.tokenizer.pad_id)
-        self.model.setup_cache(len(prompts), cache_len)
+        self.model.setup_cache(len(prompts), self.config.max_seq_len if self.compiled else cache_len)
         positions = (torch.arange(ids.shape[1])[None, :] - pad[:, None]).clamp(min=0)  # (B, P)
         mask = attention_mask(pad, 0, ids.shape[1])
         logits = self.model(ids, start=0, positions=positions, mask=mask, last_only=True)  # (B, 1, V)
@@ -171,7 +188,7 @@ class Engine:
         """One new position for every row: tokens (B,) at cache slot `slot`; logits (B, V)."""
         positions = (slot - pad)[:, None]  # (B, 1)
         mask = attention_mask(pad, slot, 1)
-        logits = self.model(tokens[:, None], start=slot, positions=positions, mask=mask)  # (B, 1, V)
+        logits = self.step(tokens[:, None], start=slot, positions=positions, mask=mask)  # (B, 1, V)
         return logits[:, -1, :].float()
 
     # -- the loop --------------------------------------------------------------

@@ -34,16 +34,26 @@ class TokenProb:
         return {"token": self.token, "id": self.id, "prob": self.prob}
 
 
-def load(name_or_path: str | Path = DEFAULT_MODEL, precision: str = "float32") -> "LanguageModel":
-    """A model by registered name, GGUF path, Hugging Face folder or tokenloom checkpoint."""
+def load(name_or_path: str | Path = DEFAULT_MODEL, precision: str = "auto", compile: bool = False) -> "LanguageModel":
+    """A model by registered name, GGUF path, Hugging Face folder or tokenloom checkpoint.
+
+    precision: "auto" (the default) computes a GGUF file's quantized weights natively
+    ("native": 4-bit kernels, bfloat16 products, float32 residual stream) and anything
+    else in float32; "float32" and "bfloat16" dequantize everything, for exact work.
+    compile: run decode steps through `torch.compile` (faster steps after a compilation
+    of tens of seconds on the first request; see `Engine.compile`).
+    """
     model, tokenizer, source = load_model(name_or_path, precision)
-    return LanguageModel(model, tokenizer, name=str(name_or_path), source=source, precision=precision)
+    lm = LanguageModel(model, tokenizer, name=str(name_or_path), source=source)
+    if compile:
+        lm.engine.compile()
+    return lm
 
 
 class LanguageModel:
-    def __init__(self, model, tokenizer, name: str = "", source: Path | None = None, precision: str = "float32"):
+    def __init__(self, model, tokenizer, name: str = "", source: Path | None = None):
         self.model, self.tokenizer = model, tokenizer
-        self.name, self.source, self.precision = name, source, precision
+        self.name, self.source, self.precision = name, source, model.precision
         self.config = model.config
         self.engine = Engine(model, tokenizer)
 

@@ -159,9 +159,23 @@ class GGUFFile:
         return [int(v) for v in self.fields.get(key, [])]
 
     def tensor(self, name: str) -> torch.Tensor:
+        """A tensor dequantized to float32."""
         if name not in self.tensors:
             raise CorruptModelFile(f"{self.path} has no tensor {name!r}")
         return tensor_to_torch(self.tensors[name])
+
+    def blocks(self, name: str) -> "Blocks | torch.Tensor":
+        """A tensor in its quantized blocks where native precision computes on them, else float32."""
+        from tokenloom.model.quant import NATIVE_KINDS, Blocks
+
+        info = self.tensors.get(name)
+        if info is None or info.kind not in NATIVE_KINDS or len(info.shape) != 2:
+            return self.tensor(name)
+        size = _BLOCK_DEQUANT[info.kind][0]
+        with warnings.catch_warnings():  # a read-only map; the blocks are copied before any write
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.from_numpy(info.data).view(info.shape[0], -1, size)  # (rows, blocks, bytes)
+        return Blocks(info.kind, data)
 
 
 _SCALARS = {

@@ -109,7 +109,7 @@ def hf_tokenizer(folder: Path, raw_config: dict) -> Tokenizer:
     return Tokenizer(backend, special)
 
 
-def load_hf(folder: str | Path, precision: str = "float32") -> tuple[Transformer, Tokenizer]:
+def load_hf(folder: str | Path, precision: str = "auto") -> tuple[Transformer, Tokenizer]:
     from safetensors.torch import load_file
 
     folder = Path(folder)

@@ -10,7 +10,8 @@ this project's 2-core machine with torch 2.13; see README for the end-to-end eff
 
 A packed copy is made only for inference, used only while gradients are off, and
 dropped as soon as the weight changes (its version counter moves), so training and
-fine-tuning always see the live weight.
+fine-tuning always see the live weight. Under `torch.compile` the plain product is
+traced instead, and inductor chooses its own kernel.
 """
 
 from __future__ import annotations
@@ -37,8 +38,13 @@ class Packed:
 
 
 def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, packed: Packed | None):
-    """y = x·Wᵀ + b, through the packed weight when it is current and no gradient is needed."""
-    if packed is None or torch.is_grad_enabled() or packed.version != weight._version:
+    """y = x·Wᵀ + b, through the packed weight when it is current and no gradient is needed.
+
+    x is cast to the weight's precision (activations may arrive in float32 from attention).
+    """
+    if x.dtype != weight.dtype:
+        x = x.to(weight.dtype)
+    if packed is None or torch.is_grad_enabled() or packed.version != weight._version or torch.compiler.is_compiling():
         return F.linear(x, weight, bias)
     return torch.ops.mkldnn._linear_pointwise(x, packed.data, bias, "none", [], "")
 

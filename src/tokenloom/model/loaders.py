@@ -15,16 +15,27 @@ import torch
 
 from tokenloom.errors import CorruptModelFile, InvalidArgument
 from tokenloom.model.config import ModelConfig
+from tokenloom.model import quant
 from tokenloom.model.gguf import GGUFFile
+from tokenloom.model.quant import Blocks
 from tokenloom.model.transformer import Transformer
 from tokenloom.tokenizer import SpecialTokens, Tokenizer, byte_level_bpe_from_gguf
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+NATIVE = "native"  # a GGUF file's quantized blocks, computed on as stored (model/quant.py)
+AUTO = "auto"  # native for a GGUF file, float32 for everything else
+ALL_PRECISIONS = (AUTO, *PRECISIONS, NATIVE)
 
 
 def dtype_of(precision: str) -> torch.dtype:
+    if precision == AUTO:
+        return torch.float32
+    if precision == NATIVE:
+        raise InvalidArgument(
+            "precision 'native' computes on a GGUF file's quantized weights; this model is not a GGUF file: "
+            "use 'float32' or 'bfloat16'")
     if precision not in PRECISIONS:
-        raise InvalidArgument(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        raise InvalidArgument(f"precision must be one of {list(ALL_PRECISIONS)}, got {precision!r}")
     return PRECISIONS[precision]
 
 
@@ -39,6 +50,7 @@ def build(config: ModelConfig, state: dict[str, torch.Tensor], precision: str = 
         raise CorruptModelFile(f"weights do not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.setup_rope()
     model.pack_for_inference()
+    model.precision = "float32" if dtype == torch.float32 else "bfloat16"
     return model.eval()
 
 
@@ -74,21 +86,75 @@ def gguf_config(f: GGUFFile) -> ModelConfig:
     )
 
 
-def gguf_state(f: GGUFFile, config: ModelConfig) -> dict[str, torch.Tensor]:
-    state = {"embed.weight": f.tensor("token_embd.weight"), "norm.weight": f.tensor("output_norm.weight")}
+def gguf_state(f: GGUFFile, config: ModelConfig, native: bool = False) -> dict[str, "torch.Tensor | Blocks"]:
+    """Our names -> float32 tensors; with `native`, quantized matrices stay in their blocks."""
+    get = f.blocks if native else f.tensor
+    state = {"embed.weight": get("token_embd.weight"), "norm.weight": f.tensor("output_norm.weight")}
     if not config.tie_embeddings:
-        state["head.weight"] = f.tensor("output.weight")
+        state["head.weight"] = get("output.weight")
     for i in range(config.n_layers):
         b, p = f"blk.{i}.", f"blocks.{i}."
-        q = unpermute_rope(f.tensor(b + "attn_q.weight"), config.n_heads)
-        k = unpermute_rope(f.tensor(b + "attn_k.weight"), config.n_kv_heads)
-        state[p + "attn.qkv.weight"] = torch.cat([q, k, f.tensor(b + "attn_v.weight")])
-        state[p + "attn.out.weight"] = f.tensor(b + "attn_output.weight")
+        q = _rows(get(b + "attn_q.weight"), lambda w: unpermute_rope(w, config.n_heads))
+        k = _rows(get(b + "attn_k.weight"), lambda w: unpermute_rope(w, config.n_kv_heads))
+        state[p + "attn.qkv.weight"] = Blocks.cat([q, k, get(b + "attn_v.weight")])
+        state[p + "attn.out.weight"] = get(b + "attn_output.weight")
         state[p + "attn_norm.weight"] = f.tensor(b + "attn_norm.weight")
         state[p + "mlp_norm.weight"] = f.tensor(b + "ffn_norm.weight")
-        state[p + "mlp.up.weight"] = torch.cat([f.tensor(b + "ffn_gate.weight"), f.tensor(b + "ffn_up.weight")])
-        state[p + "mlp.down.weight"] = f.tensor(b + "ffn_down.weight")
+        state[p + "mlp.up.weight"] = Blocks.cat([get(b + "ffn_gate.weight"), get(b + "ffn_up.weight")])
+        state[p + "mlp.down.weight"] = get(b + "ffn_down.weight")
     return state
+
+
+def _has_native_blocks(f: GGUFFile) -> bool:
+    return any(info.kind in quant.NATIVE_KINDS for info in f.tensors.values())
+
+
+def _rows(weight, reorder):
+    """Reorder a matrix's rows, whether it is a tensor or quantized blocks."""
+    return weight.map_rows(reorder) if isinstance(weight, Blocks) else reorder(weight)
+
+
+def build_native(config: ModelConfig, state: dict) -> Transformer:
+    """A model whose quantized matrices compute on their blocks (see model/quant.py), the rest in bfloat16.
+
+    4-bit blocks -> `Int4Linear`; Q8_0 -> `Q8Linear` (two 4-bit planes), except the
+    embedding lookup, which gathers Q8_0 rows exactly; a tied output layer gets its own
+    `Q8Linear` copy of the embedding. The residual stream and the norms stay float32:
+    only the products' inputs are rounded to bfloat16.
+    """
+    if not quant.available():
+        raise InvalidArgument(f"precision 'native' needs PyTorch's int4 CPU kernels (torch {torch.__version__} lacks them)")
+    with torch.device("meta"):
+        model = Transformer(config)
+    dense = {}
+    for name, value in state.items():
+        if not isinstance(value, Blocks):  # matrices in bfloat16; norms stay float32, as the residual stream
+            dense[name] = value.to(torch.bfloat16) if value.dim() > 1 else value.float()
+        elif name == "embed.weight":
+            model.embed = quant.BlockEmbedding(value) if value.kind == "Q8_0" else _dense_embedding(value)
+        else:
+            model.set_submodule(name.removesuffix(".weight"), _native_linear(value))
+    if config.tie_embeddings and model.head is None:
+        embed = state["embed.weight"]
+        model.head = _native_linear(embed) if isinstance(embed, Blocks) else None
+    model.load_state_dict(dense, strict=False, assign=True)
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise CorruptModelFile(f"weights do not match the config: missing {left[:5]}")
+    model.setup_rope()
+    model.pack_for_inference()
+    model.precision = NATIVE
+    return model.eval()
+
+
+def _native_linear(blocks: Blocks) -> torch.nn.Module:
+    if blocks.kind == "Q8_0":
+        return quant.Q8Linear(blocks)
+    return quant.Int4Linear.from_blocks(blocks)
+
+
+def _dense_embedding(blocks: Blocks) -> torch.nn.Embedding:
+    return torch.nn.Embedding.from_pretrained(blocks.dequantize(), freeze=True)
 
 
 def gguf_tokenizer(f: GGUFFile) -> Tokenizer:
@@ -119,10 +185,16 @@ def gguf_tokenizer(f: GGUFFile) -> Tokenizer:
     return Tokenizer(backend, special)
 
 
-def load_gguf(path: str | Path, precision: str = "float32") -> tuple[Transformer, Tokenizer]:
+def load_gguf(path: str | Path, precision: str = AUTO) -> tuple[Transformer, Tokenizer]:
+    if precision not in ALL_PRECISIONS:
+        dtype_of(precision)  # the error message
     f = GGUFFile(path)
     config = gguf_config(f)
     tokenizer = gguf_tokenizer(f)
+    if precision == AUTO:
+        precision = NATIVE if quant.available() and _has_native_blocks(f) else "float32"
+    if precision == NATIVE:
+        return build_native(config, gguf_state(f, config, native=True)), tokenizer
     return build(config, gguf_state(f, config), precision), tokenizer
 
 
@@ -145,7 +217,7 @@ def save_checkpoint(folder: str | Path, model: Transformer, tokenizer: Tokenizer
     tokenizer.save(folder)
 
 
-def load_checkpoint(folder: str | Path, precision: str = "float32") -> tuple[Transformer, Tokenizer]:
+def load_checkpoint(folder: str | Path, precision: str = AUTO) -> tuple[Transformer, Tokenizer]:
     from safetensors.torch import load_file
 
     folder = Path(folder)

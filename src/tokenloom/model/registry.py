@@ -66,7 +66,7 @@ def resolve(name_or_path: str | Path) -> tuple[str, Path]:
     )
 
 
-def load_model(name_or_path: str | Path, precision: str = "float32"):
+def load_model(name_or_path: str | Path, precision: str = "auto"):
     """(Transformer, Tokenizer, source path) for a name or path."""
     from tokenloom.model import hf, loaders
 

@@ -57,6 +57,26 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotated * sin
 
 
+def rope_matrices(cos: torch.Tensor, sin: torch.Tensor, n_heads: int, n_kv_heads: int) -> torch.Tensor:
+    """The rotation of one position as a matrix per head, queries pre-scaled by 1/√D.
+
+    cos/sin: (B, D) for one position per row. rope(x) = x·cos + rot(x)·sin, where
+    rot(x) = (−x_{D/2:}, x_{:D/2}), is the row vector x times R = diag(cos) + P·diag(sin)
+    with P the signed swap of halves. Decoding applies it to all query and key heads
+    in one batched product, (B, H + Hkv, 1, D) @ (B, H + Hkv, D, D); the attention
+    scale 1/√D rides on the query heads' matrices. Returns (B, H + Hkv, D, D).
+    """
+    B, D = cos.shape
+    half = D // 2
+    R = torch.diag_embed(cos)  # (B, D, D)
+    idx = torch.arange(half)
+    R[:, idx + half, idx] = -sin[:, :half]  # rot[j] = −x[j + D/2]
+    R[:, idx, idx + half] = sin[:, half:]  # rot[j + D/2] = x[j]
+    scale = torch.full((n_heads + n_kv_heads, 1, 1), 1.0)
+    scale[:n_heads] = 1.0 / math.sqrt(D)
+    return R[:, None] * scale  # (B, H + Hkv, D, D)
+
+
 class Attention(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -73,19 +93,22 @@ class Attention(nn.Module):
         # Attention itself runs in float32 whatever the weights' precision: the CPU's
         # bfloat16 batched products are slower than float32 ones at these sizes.
         heads = self.qkv(x).float().view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, H + 2·Hkv, T, D)
-        if self.use_rope:  # queries and keys rotate together, values pass through
-            qk = apply_rope(heads[:, : self.n_heads + self.n_kv_heads], *rope)  # (B, H + Hkv, T, D)
-            q, k = qk.split((self.n_heads, self.n_kv_heads), dim=1)
+        n_qk = self.n_heads + self.n_kv_heads
+        scaled = rope is not None and len(rope) == 1  # one position: rope is ((B, H + Hkv, D, D) matrices,)
+        if scaled:  # queries (already scaled by 1/√D) and keys rotate in one product
+            q, k = torch.matmul(heads[:, :n_qk], rope[0]).split((self.n_heads, self.n_kv_heads), dim=1)
+        elif self.use_rope:  # queries and keys rotate together, values pass through
+            q, k = apply_rope(heads[:, :n_qk], *rope).split((self.n_heads, self.n_kv_heads), dim=1)
         else:
-            q, k = heads[:, : self.n_heads], heads[:, self.n_heads : self.n_heads + self.n_kv_heads]
-        v = heads[:, self.n_heads + self.n_kv_heads :]  # (B, Hkv, T, D)
+            q, k = heads[:, : self.n_heads], heads[:, self.n_heads : n_qk]
+        v = heads[:, n_qk:]  # (B, Hkv, T, D)
         if self.cache is not None:
             k, v = self.cache.write(start, k, v)  # (B, Hkv, S, D)
-        y = self.attend(q, k, v, mask)  # (B, H, T, D)
-        return self.out(y.transpose(1, 2).reshape(B, T, -1).to(x.dtype))
+        y = self.attend(q, k, v, mask, 1.0 if scaled else 1.0 / math.sqrt(self.head_dim))  # (B, H, T, D)
+        return self.out(y.transpose(1, 2).reshape(B, T, -1))
 
-    def attend(self, q, k, v, mask) -> torch.Tensor:
-        """softmax(q·kᵀ/√d + mask)·v with grouped-query heads; q (B, H, T, D), k/v (B, Hkv, S, D).
+    def attend(self, q, k, v, mask, scale: float) -> torch.Tensor:
+        """softmax(scale·q·kᵀ + mask)·v with grouped-query heads; q (B, H, T, D), k/v (B, Hkv, S, D).
 
         One new position (decoding): the G = H/Hkv query heads of a group are stacked as
         G rows against their shared key/value head, so nothing is copied, and the three
@@ -97,8 +120,10 @@ class Attention(nn.Module):
         B, H, T, D = q.shape
         groups = H // self.n_kv_heads
         if T == 1:
-            q = q.view(B, self.n_kv_heads, groups, D)  # (B, Hkv, G, D)
-            scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(D))  # (B, Hkv, G, S)
+            q = q.reshape(B, self.n_kv_heads, groups, D)  # (B, Hkv, G, D)
+            scores = torch.matmul(q, k.transpose(-1, -2))  # (B, Hkv, G, S)
+            if scale != 1.0:
+                scores = scores * scale
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
             weights = torch.softmax(scores, dim=-1)  # (B, Hkv, G, S)
@@ -106,7 +131,7 @@ class Attention(nn.Module):
         if groups > 1:
             k = k.repeat_interleave(groups, dim=1)  # (B, H, S, D)
             v = v.repeat_interleave(groups, dim=1)  # (B, H, S, D)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, scale=scale)
 
 
 class MLP(nn.Module):
@@ -153,6 +178,7 @@ class Transformer(nn.Module):
         self.rope_cos: torch.Tensor | None = None
         self.rope_sin: torch.Tensor | None = None
         self.packed_output: Packed | None = None
+        self.precision = "float32"  # what the loader made of the weights: float32 | bfloat16 | native
 
     # -- set-up ------------------------------------------------------------
     def init_weights(self, seed: int | None = None) -> None:
@@ -183,16 +209,18 @@ class Transformer(nn.Module):
         for module in self.modules():
             if isinstance(module, Linear):
                 module.pack()
-        weight = self.output_weight.detach()
-        self.packed_output = Packed(weight) if Packed.supported(weight) else None
+        tied = self.embed.weight.detach() if self.head is None else None
+        self.packed_output = Packed(tied) if tied is not None and Packed.supported(tied) else None
 
     def clear_cache(self) -> None:
         for block in self.blocks:
             block.attn.cache = None
 
-    @property
-    def output_weight(self) -> torch.Tensor:
-        return self.embed.weight if self.head is None else self.head.weight
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits (..., V) from final hidden states (..., C): the output layer, or the tied embedding."""
+        if self.head is not None:
+            return self.head(hidden)
+        return packed_linear(hidden, self.embed.weight, None, self.packed_output)
 
     # -- the forward pass --------------------------------------------------
     def forward(
@@ -222,14 +250,19 @@ class Transformer(nn.Module):
         if self.config.positions == "rope":
             if self.rope_cos is None or self.rope_cos.shape[0] < start + T:
                 self.setup_rope(max(start + T, self.config.max_seq_len))
-            rope = (self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1))  # (B, 1, T, D)
+            if T == 1:  # decoding: one rotation matrix per head
+                c = self.config
+                rope = (rope_matrices(self.rope_cos[positions[:, 0]], self.rope_sin[positions[:, 0]],
+                                      c.n_heads, c.n_kv_heads),)
+            else:
+                rope = (self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1))  # (B, 1, T, D)
         x = self.drop(x)
         for block in self.blocks:
             x = block(x, rope, mask, start)
         x = self.norm(x)
         if last_only:
             x = x[:, -1:, :]  # (B, 1, C)
-        logits = packed_linear(x, self.output_weight, None, self.packed_output)  # (B, T, V)
+        logits = self.project(x)  # (B, T, V)
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)

@@ -1,0 +1,205 @@
+"""Native precision: a GGUF file's quantized weights computed on as they are stored.
+
+Decoding one token reads every weight once, so its speed is the rate at which bytes
+stream from memory: 4-bit weights move a quarter of the bytes of bfloat16 ones.
+PyTorch ships CPU kernels for weight-only quantized products, and llama.cpp's block
+formats map onto them:
+
+    Q4_1 block of 32: w = d·q + m,   q in 0..15
+    Q4_0 block of 32: w = d·(q − 8)
+    int4 kernel, group of 32 along the input: w = (q − 8)·scale + zero
+
+so Q4_1 becomes scale = d, zero = m + 8·d, and Q4_0 scale = d, zero = 0: the same
+4-bit codes, repacked once at load (`_convert_weight_to_int4pack_for_cpu`). The kernel
+wants bfloat16 activations and bfloat16 scales (in float32 it runs about 40 times
+slower), so native mode computes in bfloat16; rounding d and m + 8·d to bfloat16 is
+the only change to the weights.
+
+Q8_0 (one scale per block of 32, 8-bit codes) has no kernel of its own: PyTorch's
+int8 kernel has one scale per output row, and requantizing to it costs +0.3%
+perplexity on the output layer (the tied embedding, which every token reads whole).
+Instead each 8-bit code is split into two 4-bit planes that the int4 kernel runs
+exactly (`Q8Linear`); benchmarks/native_quality.py measures the choices. The
+embedding lookup gathers Q8_0 rows and dequantizes them exactly. Tensors in any
+other format are dequantized to bfloat16.
+
+A long prompt is many rows at once: there the product is compute-bound and the
+4-bit kernel is slower than a bfloat16 matrix product, so above `DENSE_ROWS` rows
+the weight is dequantized to bfloat16 for that one product (a small cost next to
+the product itself) and no dense copy is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GROUP = 32  # weights per block / quantization group along the input dimension
+INNER_K_TILES = 2  # the packing's tile parameter; 2, 4 and 8 are accepted
+DENSE_ROWS = 32  # from this many rows on, a product dequantizes its weight first
+
+NATIVE_KINDS = ("Q4_0", "Q4_1", "Q8_0")
+
+_INT4 = hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu")
+
+
+def available() -> bool:
+    return _INT4
+
+
+@dataclass
+class Blocks:
+    """A quantized GGUF tensor's raw blocks, shaped (rows, blocks per row, bytes per block).
+
+    Rows can be reordered and concatenated (fused projections, llama.cpp's rope row
+    order) without touching the blocks themselves.
+    """
+
+    kind: str  # GGML type name: Q4_0, Q4_1, Q8_0
+    data: torch.Tensor  # uint8 (rows, blocks, bytes)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.data.shape[0], self.data.shape[1] * GROUP
+
+    def map_rows(self, fn) -> "Blocks":
+        return Blocks(self.kind, fn(self.data))
+
+    @staticmethod
+    def cat(parts: list) -> "Blocks | torch.Tensor":
+        """Row-wise concatenation; parts in different formats meet as float32."""
+        if all(isinstance(p, Blocks) for p in parts) and len({p.kind for p in parts}) == 1:
+            return Blocks(parts[0].kind, torch.cat([p.data for p in parts]))
+        return torch.cat([p.dequantize() if isinstance(p, Blocks) else p for p in parts])
+
+    # -- block fields ------------------------------------------------------------
+    def _half(self, offset: int) -> torch.Tensor:
+        """The float16 at `offset` of every block, as float32 (rows, blocks)."""
+        return self.data[..., offset : offset + 2].contiguous().view(torch.float16).squeeze(-1).float()
+
+    def _nibbles(self, offset: int) -> torch.Tensor:
+        """4-bit codes (rows, blocks·32) in 0..15: byte j holds weight j (low) and j + 16 (high)."""
+        raw = self.data[..., offset:]
+        codes = torch.cat([raw & 0x0F, raw >> 4], dim=-1)  # (rows, blocks, 32)
+        return codes.reshape(raw.shape[0], -1)
+
+    def int4(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(codes (N, K) int32 in 0..15, scale (N, K/32), zero (N, K/32)) for w = (q − 8)·scale + zero."""
+        d = self._half(0)
+        if self.kind == "Q4_1":
+            return self._nibbles(4).int(), d, self._half(2) + 8.0 * d
+        if self.kind == "Q4_0":
+            return self._nibbles(2).int(), d, torch.zeros_like(d)
+        raise ValueError(f"{self.kind} blocks are not 4-bit")
+
+    def int8(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q8_0: (codes (N, K) int8, scale per block (N, K/32)) for w = scale·q."""
+        if self.kind != "Q8_0":
+            raise ValueError(f"{self.kind} blocks are not Q8_0")
+        codes = self.data[..., 2:].contiguous().view(torch.int8).reshape(self.data.shape[0], -1)
+        return codes, self._half(0)
+
+    def dequantize(self) -> torch.Tensor:
+        """The weights as float32 (N, K), exactly as the format defines them."""
+        if self.kind == "Q8_0":
+            codes, scale = self.int8()
+            return (codes.float().view(*scale.shape, GROUP) * scale.unsqueeze(-1)).view(self.shape)
+        codes, scale, zero = self.int4()
+        grouped = (codes.float() - 8.0).view(*scale.shape, GROUP)
+        return (grouped * scale.unsqueeze(-1) + zero.unsqueeze(-1)).view(self.shape)
+
+
+def quantize_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Round a float matrix (N, K) to 4-bit groups of 32 (each group's min to max in 15 steps).
+
+    Returns (codes, scale, zero) for w ≈ (q − 8)·scale + zero, as `Int4Linear` takes them.
+    """
+    groups = weight.float().view(weight.shape[0], -1, GROUP)  # (N, K/32, 32)
+    low, high = groups.amin(-1), groups.amax(-1)  # (N, K/32)
+    scale = ((high - low) / 15).clamp_min(1e-12)
+    codes = torch.round((groups - low.unsqueeze(-1)) / scale.unsqueeze(-1)).clamp(0, 15)
+    return codes.view(weight.shape).int(), scale, low + 8 * scale
+
+
+class Int4Linear(nn.Module):
+    """y = x·Wᵀ (+ b) with W in 4-bit groups of 32: w = (q − 8)·scale + zero, bfloat16 in and out."""
+
+    def __init__(self, codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bias: torch.Tensor | None = None):
+        super().__init__()
+        self.out_features, self.in_features = codes.shape
+        self.register_buffer("packed", torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.int(), INNER_K_TILES))
+        pairs = torch.stack([scale.t(), zero.t()], dim=-1)  # (K/32, N, 2)
+        self.register_buffer("scales_zeros", pairs.to(torch.bfloat16).contiguous())
+        self.register_buffer("codes", codes.to(torch.uint8))  # for dense products over many rows
+        self.bias = None if bias is None else nn.Parameter(bias.to(torch.bfloat16), requires_grad=False)
+
+    @classmethod
+    def from_blocks(cls, blocks: Blocks, bias: torch.Tensor | None = None) -> "Int4Linear":
+        return cls(*blocks.int4(), bias=bias)
+
+    def dequantize(self) -> torch.Tensor:
+        """W as bfloat16 (N, K), from the codes and the (bfloat16) scales and zeros the kernel uses."""
+        scale, zero = self.scales_zeros.unbind(-1)  # (K/32, N) each
+        grouped = self.codes.view(self.out_features, -1, GROUP).to(torch.bfloat16) - 8  # (N, K/32, 32)
+        weight = torch.addcmul(zero.t().unsqueeze(-1), grouped, scale.t().unsqueeze(-1))  # (N, K/32, 32)
+        return weight.reshape(self.out_features, self.in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features).to(torch.bfloat16)  # (M, K)
+        if rows.shape[0] >= DENSE_ROWS:
+            y = F.linear(rows, self.dequantize(), self.bias)
+        else:
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.packed, GROUP, self.scales_zeros)
+            if self.bias is not None:
+                y = y + self.bias
+        return y.view(*x.shape[:-1], self.out_features)
+
+
+class Q8Linear(nn.Module):
+    """Q8_0 weights computed exactly by the 4-bit kernel, as two planes of 4-bit codes.
+
+    A Q8_0 weight is w = d·q with q in −127..127 and one d per block of 32. Split
+    q = 16·hi + lo with lo in 0..15 and hi in −8..7; then
+
+        w = (hi + 8 − 8)·(16·d) + 0      the high plane: codes hi + 8, scale 16·d, zero 0
+          + (lo − 8)·d + 8·d             the low plane:  codes lo,     scale d,    zero 8·d
+
+    and x·Wᵀ is the sum of two int4 products over the same groups of 32: 9 bits a
+    weight in all (against 8.5 in the file), and the only rounding is that of d to
+    bfloat16, the same as the rest of native mode.
+    """
+
+    def __init__(self, blocks: Blocks):
+        super().__init__()
+        codes, d = blocks.int8()
+        codes = codes.int()
+        high = torch.div(codes, 16, rounding_mode="floor")  # −8..7
+        self.high = Int4Linear(high + 8, 16 * d, torch.zeros_like(d))
+        self.low = Int4Linear(codes - 16 * high, d, 8 * d)
+        self.out_features, self.in_features = codes.shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.high(x) + self.low(x)
+
+
+class BlockEmbedding(nn.Module):
+    """Token embedding kept in Q8_0 blocks; the rows asked for are dequantized exactly."""
+
+    def __init__(self, blocks: Blocks, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        codes, scale = blocks.int8()
+        self.num_embeddings, self.embedding_dim = codes.shape
+        self.register_buffer("codes", codes)  # (V, C) int8
+        self.register_buffer("scale", scale)  # (V, C/32) float32
+        self.dtype = dtype
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        codes, scale = self.codes[ids], self.scale[ids]  # (..., C), (..., C/32)
+        rows = codes.float().view(*scale.shape, GROUP) * scale.unsqueeze(-1)
+        return rows.view(*ids.shape, self.embedding_dim).to(self.dtype)
+
+    def dequantize(self) -> torch.Tensor:
+        return self.forward(torch.arange(self.num_embeddings))
