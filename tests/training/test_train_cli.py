@@ -18,7 +18,7 @@ from tokenloom.training.data import read_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--layers", "2", "--heads", "2", "--dim", "32", "--context", "16", "--batch-size", "4",
-        "--eval-batches", "2", "--quiet"]
+        "--eval-batches", "2", "--no-compile", "--quiet"]
 
 
 def tokenloom(*args: str, **kwargs) -> subprocess.CompletedProcess:

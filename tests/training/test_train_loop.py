@@ -16,7 +16,8 @@ def tiny_config(tmp_path, **options):
     if not corpus.exists():
         corpus.write_text(read_corpus(None)[:60_000])
     settings = dict(data=str(corpus), out=str(tmp_path / "run"), layers=2, heads=2, dim=32, context=32,
-                    batch_size=8, steps=60, warmup=5, lr=1e-2, min_lr=1e-3, eval_every=20, eval_batches=8)
+                    batch_size=8, steps=60, warmup=5, lr=1e-2, min_lr=1e-3, eval_every=20, eval_batches=8,
+                    compile=False)
     return build_config(None, **{**settings, **options})
 
 
@@ -71,3 +72,55 @@ def test_bpe_tokenizer_run_with_gradient_accumulation(tmp_path):
     lm = tl.load(result.out / "last")
     assert lm.config.vocab_size == 300
     assert result.metrics[-1]["val_loss"] < result.metrics[0]["val_loss"]
+
+
+class Wrapped(torch.nn.Module):
+    """Stands in for a compiled model in fast tests: another module that runs the same model."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, *args, **kwargs):
+        return self.inner(*args, **kwargs)
+
+
+def test_compiling_warm_up_changes_nothing_the_run_depends_on(tmp_path, monkeypatch):
+    from tokenloom.training import trainer
+
+    monkeypatch.setattr(trainer, "compiler_available", lambda device: True)
+    monkeypatch.setattr(torch, "compile", Wrapped)
+    runs = {}
+    for compiled in (False, True):  # dropout on, so a warm-up that drew from the RNG would show
+        config = tiny_config(tmp_path, out=str(tmp_path / f"run-{compiled}"), steps=10, eval_every=5,
+                             dropout=0.2, compile=compiled)
+        runs[compiled] = train(config, show_progress=False)
+    eager, stand_in = runs[False], runs[True]
+    assert stand_in.compile_s > 0 and eager.compile_s == 0
+    assert stand_in.metrics[0]["compile_s"] == stand_in.compile_s and "compile_s" not in eager.metrics[0]
+    assert [m["val_loss"] for m in stand_in.metrics] == [m["val_loss"] for m in eager.metrics]
+    a, b = tl.load(eager.out / "last").model.state_dict(), tl.load(stand_in.out / "last").model.state_dict()
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_without_a_cpp_compiler_training_warns_and_runs_eagerly(tmp_path, monkeypatch):
+    from tokenloom.training import trainer
+
+    monkeypatch.setattr(trainer, "compiler_available", lambda device: False)
+    config = tiny_config(tmp_path, steps=2, eval_every=2, compile=True)
+    with pytest.warns(UserWarning, match="C\\+\\+ compiler"):
+        result = train(config, show_progress=False)
+    assert result.compile_s == 0 and result.step == 2
+
+
+@pytest.mark.slow
+def test_compiled_training_follows_the_eager_loss_curve(tmp_path):
+    runs = {}
+    for compiled in (False, True):
+        config = tiny_config(tmp_path, out=str(tmp_path / f"run-{compiled}"), steps=20, eval_every=10,
+                             compile=compiled)
+        runs[compiled] = train(config, show_progress=False)
+    assert runs[True].compile_s > 0
+    for a, b in zip(runs[False].metrics, runs[True].metrics):
+        assert b["val_loss"] == pytest.approx(a["val_loss"], abs=2e-3)  # fused kernels sum in another order
+    assert runs[True].metrics[-1]["val_loss"] < runs[True].metrics[0]["val_loss"] - 0.3

@@ -38,7 +38,8 @@ def train_command(
     seed: Annotated[Int, typer.Option(help="Seed of the weights and the data order.")] = None,
     dtype: Annotated[Str, typer.Option(help="float32 | bfloat16 (autocast).")] = None,
     init: Annotated[Str, typer.Option(help="Fine-tune this pretrained model (name or path).")] = None,
-    compile: Annotated[Optional[bool], typer.Option("--compile", help="torch.compile the model.")] = None,
+    compile: Annotated[Optional[bool], typer.Option(
+        "--compile/--no-compile", help="torch.compile the model (tens of seconds once, before step 0).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -58,6 +59,7 @@ def train_command(
     result = train(config, resume=resume, show_progress=not quiet)
     if result.is_main:
         typer.echo(
-            f"{result.step} steps: val loss {result.val_loss:.4f} (best {result.best_val_loss:.4f}); "
+            f"{result.step} steps: val loss {result.val_loss:.4f} (best {result.best_val_loss:.4f})"
+            f"{f', compiled in {result.compile_s:.0f} s' if result.compile_s else ''}; "
             f"model in {result.out / 'last'}; try: tokenloom generate --model {result.out / 'last'}"
         )

@@ -42,7 +42,7 @@ class TrainConfig:
     seed: int = 1337
     dtype: str = "float32"         # "float32" | "bfloat16" (autocast; weights stay float32)
     val_fraction: float = 0.1      # the last part of the text is the validation split
-    compile: bool = False          # torch.compile the model
+    compile: bool = False          # torch.compile the model (inductor; compiled once before step 0)
 
     def __post_init__(self):
         self._check_positive("layers", "heads", "dim", "context", "steps", "batch_size", "grad_accum",

@@ -2,7 +2,8 @@
 
 `metrics.jsonl` holds one JSON object per evaluation:
 {"step", "train_loss", "val_loss", "lr", "ms_per_step", "tokens_per_s"}; train_loss is the
-mean loss of the training micro-batches since the previous evaluation (null at step 0).
+mean loss of the training micro-batches since the previous evaluation (null at step 0). The
+step-0 entry of a compiled run also holds "compile_s", the seconds torch.compile took.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ class Logbook:
         if tokens_per_s is not None:
             fields["speed"] = f"{tokens_per_s:,.0f}"
         self.progress.update(self.task, advance=1, **fields)
+
+    def note(self, text: str) -> None:
+        """Print one line (main process only)."""
+        if self.enabled:
+            self.console.print(text)
 
     def record(self, entry: dict) -> None:
         """Append one evaluation to metrics.jsonl and print it."""

@@ -2,9 +2,12 @@
 
 `shakespeare-char-cpu` is nanoGPT's "baby GPT on a CPU": 4 layers, 4 heads, 128-dim,
 context 64, batch 12, 2,000 steps, lr 1e-3 -> 1e-4 (cosine, 100 warm-up), no dropout,
-AdamW β2 = 0.99, weight decay 0.1, clip 1.0. `shakespeare-char` is nanoGPT's GPU
-configuration (6 layers, 6 heads, 384-dim, context 256). `smollm2-shakespeare` fine-tunes
-the pretrained SmolLM2-135M-Instruct on Tiny Shakespeare with a small learning rate.
+AdamW β2 = 0.99, weight decay 0.1, clip 1.0. It trains eagerly; `compile=True`
+(`--compile`) trains through `torch.compile` (README has the measured trade-off).
+`shakespeare-char` is
+nanoGPT's GPU configuration (6 layers, 6 heads, 384-dim, context 256).
+`smollm2-shakespeare` fine-tunes the pretrained SmolLM2-135M-Instruct on Tiny Shakespeare
+with a small learning rate.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 Order of events per step: draw the windows, forward/backward each micro-batch, clip,
 AdamW step; then, every `eval_every` steps and at the end, a validation pass and one
 line in metrics.jsonl; every `checkpoint_interval` steps (and whenever the validation
-loss is the best so far) an atomic checkpoint: `last`, and `best` when it improved.
+loss is the best so far) an atomic checkpoint: `last`, and `best` when it improved. A
+compiled model is compiled before step 0's evaluation (`Trainer.warm_up`), so the time per
+step that the log reports never includes the compilation; the log states it separately.
 """
 
 from __future__ import annotations
@@ -58,12 +60,16 @@ def _train(c: TrainConfig, ctx: distributed.Dist, resume: bool, show_progress: b
     trainer = Trainer(c, ctx, data, model or build_model(c, data.tokenizer.vocab_size))
     if resume:
         trainer.restore(last)
+    compile_s = trainer.warm_up()
     with Logbook(out, c.steps, trainer.step, ctx.is_main, show_progress) as log:
+        if trainer.compiled:
+            log.note(f"compiled the model in {compile_s:.1f} s (not counted in ms/step)")
         if trainer.step == 0:
-            evaluate_and_log(trainer, log, elapsed=0.0, steps=0)
+            evaluate_and_log(trainer, log, elapsed=0.0, steps=0, compile_s=compile_s if trainer.compiled else None)
         loop(trainer, log)
         log.finish()
-    return TrainResult(out, trainer.step, log.entries[-1]["val_loss"], trainer.best_val_loss, log.entries, ctx.is_main)
+    return TrainResult(out, trainer.step, log.entries[-1]["val_loss"], trainer.best_val_loss, log.entries, ctx.is_main,
+                       compile_s)
 
 
 def loop(trainer: Trainer, log: Logbook) -> None:
@@ -88,18 +94,25 @@ def loop(trainer: Trainer, log: Logbook) -> None:
             started, done = time.perf_counter(), 0
 
 
-def evaluate_and_log(trainer: Trainer, log: Logbook, elapsed: float, steps: int) -> bool:
-    """Validation loss, one metrics entry; True when it is the best so far (the step-0 one excepted)."""
+def evaluate_and_log(trainer: Trainer, log: Logbook, elapsed: float, steps: int,
+                     compile_s: float | None = None) -> bool:
+    """Validation loss, one metrics entry; True when it is the best so far (the step-0 one excepted).
+
+    compile_s: seconds spent compiling the model, recorded in the first entry of a compiled run.
+    """
     val_loss = trainer.evaluate()
     ms = 1000.0 * elapsed / steps if steps else 0.0
-    log.record({
+    entry = {
         "step": trainer.step,
         "train_loss": trainer.take_train_loss(),
         "val_loss": val_loss,
         "lr": lr_at(max(0, trainer.step - 1), trainer.c),
         "ms_per_step": ms,
         "tokens_per_s": trainer.c.tokens_per_step * 1000.0 / ms if ms else 0.0,
-    })
+    }
+    if compile_s is not None:
+        entry["compile_s"] = compile_s
+    log.record(entry)
     improved = trainer.step > 0 and val_loss < trainer.best_val_loss
     if improved:
         trainer.best_val_loss = val_loss

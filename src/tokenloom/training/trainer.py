@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,7 @@ class TrainResult:
     best_val_loss: float
     metrics: list[dict]
     is_main: bool = True      # False on the other processes of a distributed run
+    compile_s: float = 0.0    # seconds spent in torch.compile (0: eager)
 
 
 def lr_at(step: int, c: TrainConfig) -> float:
@@ -81,6 +84,36 @@ def build_model(c: TrainConfig, vocab_size: int) -> Transformer:
     return model.train()
 
 
+def compiler_available(device: torch.device) -> bool:
+    """Whether inductor can build kernels here: on a CPU it needs a C++ compiler."""
+    if device.type != "cpu":
+        return True
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        get_cpp_compiler()
+    except Exception:
+        return False
+    return True
+
+
+def compile_for_training(model: Transformer, device: torch.device) -> torch.nn.Module:
+    """`torch.compile` (inductor) of the training forward and backward; the model itself where it cannot.
+
+    Compiling fuses the elementwise work (norms, rotary embedding, SwiGLU, the loss) into a
+    few loops and removes the per-operation dispatch of eager mode, which is most of what a
+    step of a model this small costs beyond its matrix products. The price is paid once, in
+    `Trainer.warm_up`. The rotary tables are built here, before the first call: building
+    them inside it would change the module between calls and cost a second compilation.
+    """
+    if not compiler_available(device):
+        warnings.warn("torch.compile needs a C++ compiler on a CPU and none was found; training eagerly",
+                      stacklevel=2)
+        return model
+    model.setup_rope()
+    return torch.compile(model)
+
+
 def load_pretrained(c: TrainConfig) -> tuple[Transformer, Tokenizer]:
     """The model `c.init` names (float32, every weight trainable) and its own tokenizer."""
     from tokenloom.model.registry import load_model
@@ -121,7 +154,9 @@ class Trainer:
             )
         self.c, self.ctx, self.data, self.out = c, ctx, data, Path(c.out)
         self.model = model.to(ctx.device)
-        self.net = distributed.wrap(torch.compile(self.model) if c.compile else self.model, ctx)
+        net = compile_for_training(self.model, ctx.device) if c.compile else self.model
+        self.compiled = net is not self.model
+        self.net = distributed.wrap(net, ctx)
         self.optimizer = make_optimizer(self.model, c)
         self.sampler = WindowSampler(len(data.train), c.context, c.seed)
         val_windows = WindowSampler(len(data.val), c.context, c.seed + 1)
@@ -134,6 +169,26 @@ class Trainer:
 
     def autocast(self):
         return torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.c.dtype == "bfloat16")
+
+    def warm_up(self) -> float:
+        """Compile now, with a forward and backward pass on a dummy batch; the seconds it took.
+
+        Without it the compilation would land inside the first timed step. It leaves the
+        weights, the optimizer, the data order and the RNG as they were, so a run (or a
+        resumed run) is the same with or without it. Does nothing for an eager model.
+        """
+        if not self.compiled:
+            return 0.0
+        start = time.perf_counter()
+        c, device = self.c, self.ctx.device
+        dummy = torch.zeros(c.batch_size, c.context, dtype=torch.long, device=device)  # (B, T)
+        cuda = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda, device_type="cuda"):  # dropout draws nothing from the run's RNG
+            with self.autocast():
+                _, loss = self.net(dummy, targets=dummy)
+            loss.backward()
+        self.optimizer.zero_grad(set_to_none=True)
+        return time.perf_counter() - start
 
     # -- one optimizer step ---------------------------------------------------------
     def train_step(self) -> torch.Tensor:
