@@ -12,7 +12,7 @@ from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
 from tokenloom.errors import InvalidArgument
 from tokenloom.metrics import corpus_bleu, sentence_bleu
-from tokenloom.metrics.bleu import closest_ref_len
+from tokenloom.metrics.bleu import _reference_info, closest_ref_len, one_reference_statistics, segment_statistics
 from tokenloom.metrics.text import tokenize_13a
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -121,6 +121,16 @@ def test_random_corpora_give_sacrebleu_numbers(data, tokenize, smooth, lowercase
 def test_13a_word_cache_tokenizes_exactly_like_sacrebleu(line):
     peer = Tokenizer13a()
     assert tokenize_13a(line) == tuple(peer(line).split())
+
+
+token_lists = st.lists(st.sampled_from("abcde"), max_size=12)
+
+
+@settings(max_examples=500, deadline=None)
+@given(hyp=token_lists, ref=token_lists, order=st.integers(1, 5))
+def test_one_reference_shortcuts_count_what_the_general_statistics_count(hyp, ref, order):
+    # a five-letter alphabet makes repeated n-grams on one side, both or neither
+    assert one_reference_statistics(hyp, ref, order) == segment_statistics(hyp, _reference_info([ref], order), order)
 
 
 def test_closest_reference_length_ties_go_to_the_shorter_reference():

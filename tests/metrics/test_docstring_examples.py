@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["base", "bleu", "chrf", "diversity", "lcs", "text", "rouge", "bootstrap"]
+MODULES = ["base", "bleu", "chrf", "diversity", "lcs", "text", "rouge", "bootstrap", "porter"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -21,6 +21,13 @@ def test_lcs_indices_pick_the_same_subsequence_as_rouge_score_on_ties(ref, can):
     assert lcs_indices(ref, can) == rouge_scorer.lcs_ind(ref, can)
 
 
+@settings(max_examples=300, deadline=None)
+@given(ref=st.lists(st.sampled_from("abcdefgh"), max_size=20), can=sequences)
+def test_lcs_indices_with_reference_tokens_missing_from_the_candidate(ref, can):
+    # rows of absent tokens are skipped by the walk; the pick must not change
+    assert lcs_indices(ref, can) == rouge_scorer.lcs_ind(ref, can)
+
+
 def test_textbook_example():
     assert lcs_length("ABCBDAB", "BDCABA") == 4
     assert lcs_indices("ABCBDAB", "BDCABA") == [1, 2, 3, 5]

@@ -13,6 +13,7 @@ from rouge_score import tokenize as peer_tokenize
 
 from tokenloom.errors import InvalidArgument
 from tokenloom.metrics import rouge, rouge_segment, rouge_tokens
+from tokenloom.metrics.text import rouge_line_tokens
 
 CNNDM = Path(__file__).resolve().parents[3] / "shared" / "data" / "cnndm_pointer_generator" / "cnndm_test_stride23_500.jsonl"
 TYPES = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
@@ -77,6 +78,13 @@ def test_random_texts_give_rouge_score_numbers_single_and_multi_reference(hyp, r
 def test_tokens_equal_rouge_score_tokenizer(text, stem):
     stemmer = porter.PorterStemmer() if stem else None
     assert list(rouge_tokens(text, stem=stem)) == peer_tokenize.tokenize(text, stemmer)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=texts, stem=st.booleans(), unicode=st.booleans())
+def test_line_tokens_equal_the_tokens_of_each_non_empty_line(text, stem, unicode):
+    expected = [rouge_tokens(line, stem=stem, unicode=unicode) for line in text.split("\n") if line]
+    assert rouge_line_tokens(text, stem=stem, unicode=unicode) == expected
 
 
 def test_bootstrap_interval_equals_rouge_score_aggregator_with_the_same_seed(cnndm):

@@ -34,7 +34,7 @@ from tokenloom.metrics.base import (
     transpose_references,
 )
 from tokenloom.metrics.bootstrap import DEFAULT_SEED, Interval, bootstrap_corpus
-from tokenloom.metrics.text import BLEU_TOKENIZERS, clipped_overlap, ngram_counts, ngram_keys
+from tokenloom.metrics.text import BLEU_TOKENIZERS, clipped_overlap, counts, ngram_counts, ngram_keys
 
 SMOOTH_DEFAULTS = {"none": None, "floor": 0.1, "add-k": 1, "exp": None}
 _LOG_ZERO = -9999999999  # sacrebleu's floor for log(0)
@@ -158,35 +158,81 @@ def closest_ref_len(hyp_len: int, ref_lens: Sequence[int]) -> int:
     return min(ref_lens, key=lambda r: (abs(hyp_len - r), r))
 
 
-def _unigram_matches(hyp_counts: dict, ref_counts: dict, hyp_len: int, with_clipping: bool):
-    """Clipped unigram matches (and, when asked, how many clipping removed)."""
+def _unigram_matches(hyp_counts: dict, ref_counts: dict, hyp_len: int, ref_distinct: bool) -> int:
+    """Clipped unigram matches: Σ_w min(c_hyp(w), c_ref(w)) over the shared words.
+    When either side repeats no word (`ref_distinct` says so for the reference),
+    every shared word counts once."""
     common = hyp_counts.keys() & ref_counts.keys()
-    unclipped = sum(map(hyp_counts.__getitem__, common)) if with_clipping else 0
-    if len(hyp_counts) == hyp_len:  # no repeated hypothesis word: no clipping
-        return len(common), unclipped - len(common)
-    matched = sum(map(min, map(hyp_counts.__getitem__, common), map(ref_counts.__getitem__, common)))
-    return matched, unclipped - matched
+    if ref_distinct or len(hyp_counts) == hyp_len:
+        return len(common)
+    return sum(map(min, map(hyp_counts.__getitem__, common), map(ref_counts.__getitem__, common)))
 
 
 def segment_statistics(hyp, ref_info, max_order: int, with_clipping: bool = False) -> list[int]:
     """[hyp_len, ref_len, matches_1..N, totals_1..N] (+ clipped_1..N when asked)."""
     ref_keys, ref_counts, ref_lens = ref_info
     hyp_len = len(hyp)
-    ref_len = ref_lens[0] if len(ref_lens) == 1 else closest_ref_len(hyp_len, ref_lens)
-    totals = [max(hyp_len - n, 0) for n in range(max_order)]
+    if len(ref_lens) == 1:
+        ref_len = ref_lens[0]
+        ref_distinct = len(ref_keys[0]) == ref_len  # one reference that repeats no word
+    else:
+        ref_len = closest_ref_len(hyp_len, ref_lens)
+        ref_distinct = False
+    totals = [hyp_len - n if hyp_len > n else 0 for n in range(max_order)]
     hyp_keys = ngram_keys(hyp, max_order)
-    matched, cut = _unigram_matches(hyp_keys[0], ref_keys[0], hyp_len, with_clipping)
-    matches, clipped = [matched], [cut]
+    matches = [_unigram_matches(hyp_keys[0], ref_keys[0], hyp_len, ref_distinct)]
     for n in range(2, max_order + 1):
-        keys, shared = hyp_keys[n - 1], ref_keys[n - 1]
+        keys = hyp_keys[n - 1]
         if len(keys) == totals[n - 1]:  # no repeated hypothesis n-gram: no clipping
-            matches.append(len(keys & shared))
+            matches.append(len(keys & ref_keys[n - 1]))
         else:
-            matches.append(clipped_overlap(hyp, keys, ref_counts[n - 1], shared, n))
-        if with_clipping:
-            counts = ngram_counts(hyp, n)
-            clipped.append(sum(counts[gram] for gram in keys & shared) - matches[-1])
-    return [hyp_len, ref_len, *matches, *totals, *(clipped if with_clipping else ())]
+            matches.append(clipped_overlap(hyp, keys, ref_counts[n - 1], ref_keys[n - 1], n))
+    if not with_clipping:
+        return [hyp_len, ref_len, *matches, *totals]
+    unclipped = [sum(map(hyp_keys[0].__getitem__, hyp_keys[0].keys() & ref_keys[0].keys()))]
+    for n in range(2, max_order + 1):
+        counts = ngram_counts(hyp, n)
+        unclipped.append(sum(counts[gram] for gram in hyp_keys[n - 1] & ref_keys[n - 1]))
+    return [hyp_len, ref_len, *matches, *totals, *(u - m for u, m in zip(unclipped, matches))]
+
+
+def one_reference_statistics(hyp: Sequence[str], ref: Sequence[str], max_order: int) -> list[int]:
+    """`segment_statistics` against a single reference, with less work: a side that
+    repeats no n-gram of an order (no word at all, then no n-gram of any order)
+    makes every shared n-gram count once, so a single set of the other side's
+    n-grams is enough; and an order with no shared n-gram leaves none to the
+    next order (a shared n-gram contains two shared (n-1)-grams), so the rest are 0.
+    hyp 'a b c', ref 'a b d' -> [3, 3, 2, 1, 0, 0, 3, 2, 1, 0]."""
+    hyp_len, ref_len = len(hyp), len(ref)
+    totals = [hyp_len - n if hyp_len > n else 0 for n in range(max_order)]
+    hyp_counts, ref_counts = counts(hyp), counts(ref)
+    common = hyp_counts.keys() & ref_counts.keys()
+    distinct = len(hyp_counts) == hyp_len or len(ref_counts) == ref_len
+    if distinct:
+        matches = [len(common)]
+    else:
+        matches = [sum(map(min, map(hyp_counts.__getitem__, common), map(ref_counts.__getitem__, common)))]
+    hyp_shifts, ref_shifts = [hyp], [ref]  # hyp[i:] for i < n: zip(*shifts) gives the n-grams
+    for n in range(2, max_order + 1):
+        if not matches[-1]:
+            return [hyp_len, ref_len, *matches, *[0] * (max_order - n + 1), *totals]
+        hyp_shifts.append(hyp[n - 1 :])
+        ref_shifts.append(ref[n - 1 :])
+        if distinct:
+            matches.append(len(set(zip(*hyp_shifts)).intersection(zip(*ref_shifts))))
+            continue
+        hyp_keys = set(zip(*hyp_shifts))
+        if len(hyp_keys) == totals[n - 1]:
+            matches.append(len(hyp_keys.intersection(zip(*ref_shifts))))
+            continue
+        ref_keys = set(zip(*ref_shifts))
+        if len(ref_keys) == max(ref_len - n + 1, 0):
+            matches.append(len(hyp_keys & ref_keys))
+            continue
+        hyp_grams, ref_grams = counts(zip(*hyp_shifts)), counts(zip(*ref_shifts))
+        shared = hyp_keys & ref_keys
+        matches.append(sum(map(min, map(hyp_grams.__getitem__, shared), map(ref_grams.__getitem__, shared))))
+    return [hyp_len, ref_len, *matches, *totals]
 
 
 def bleu_statistics(hypotheses, references, options: BleuOptions, with_clipping=False):
@@ -197,6 +243,9 @@ def bleu_statistics(hypotheses, references, options: BleuOptions, with_clipping=
     for hyp, refs in zip(hypotheses, per_segment):
         if not refs:
             raise InvalidArgument("every segment needs at least one reference")
+        if len(refs) == 1 and not with_clipping:
+            stats.append(one_reference_statistics(tokenize(hyp), tokenize(refs[0]), order))
+            continue
         info = _reference_info([tokenize(ref) for ref in refs], order)
         stats.append(segment_statistics(tokenize(hyp), info, order, with_clipping))
     return stats, count_references(per_segment)
@@ -205,6 +254,8 @@ def bleu_statistics(hypotheses, references, options: BleuOptions, with_clipping=
 def _precisions(matches, totals, options: BleuOptions):
     """Smoothed precisions in percent, and the number of orders the mean runs over."""
     method, value, order = options.smooth_method, options.smoothing, options.max_ngram_order
+    if method != "add-k" and 0 not in totals and 0 not in matches:  # nothing to smooth
+        return [100.0 * m / t for m, t in zip(matches, totals)], order
     precisions = [0.0] * order
     halvings, effective = 1.0, order
     for n in range(1, order + 1):
@@ -236,7 +287,7 @@ def bleu_from_statistics(stats: Sequence[int], options: BleuOptions, nrefs=1) ->
         bp = math.exp(1 - ref_len / hyp_len) if hyp_len > 0 else 0.0
     if any(matches):
         precisions, effective = _precisions(matches, totals, options)
-        used = precisions[:effective]
+        used = precisions[:effective] if effective < order else precisions
         logs = sum(map(math.log, used)) if 0.0 not in used else sum(math.log(p) if p else _LOG_ZERO for p in used)
         score = bp * math.exp(logs / effective)
     else:
@@ -288,8 +339,11 @@ def sentence_bleu(hypothesis: str, references: Sequence[str], *, tokenize="13a",
     refs = references if None not in references else [ref for ref in references if ref is not None]
     if not refs:
         raise InvalidArgument("sentence_bleu needs at least one reference")
-    info = _reference_info([tokenizer(ref) for ref in refs], max_ngram_order)
-    stats = segment_statistics(tokenizer(hypothesis), info, max_ngram_order, verbose)
+    if len(refs) == 1 and not verbose:
+        stats = one_reference_statistics(tokenizer(hypothesis), tokenizer(refs[0]), max_ngram_order)
+    else:
+        info = _reference_info([tokenizer(ref) for ref in refs], max_ngram_order)
+        stats = segment_statistics(tokenizer(hypothesis), info, max_ngram_order, verbose)
     return bleu_from_statistics(stats, options, len(refs))
 
 

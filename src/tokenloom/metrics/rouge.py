@@ -20,18 +20,17 @@ type is the mean over segments, as rouge-score users compute it.
 """
 
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, compress
 from operator import itemgetter
 from typing import NamedTuple
 
 from tokenloom.errors import InvalidArgument
 from tokenloom.metrics.base import format_signature, register
 from tokenloom.metrics.bootstrap import DEFAULT_SEED, Interval, bootstrap_means
-from tokenloom.metrics.lcs import lcs_indices, lcs_length
-from tokenloom.metrics.text import clipped_overlap, counts, ngram_iter, rouge_tokens
+from tokenloom.metrics.lcs import lcs_length, lcs_picks, match_masks
+from tokenloom.metrics.text import clipped_overlap, counts, ngram_iter, rouge_line_tokens, rouge_tokens
 
 DEFAULT_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 _NGRAM_TYPE = re.compile(r"rouge([1-9][0-9]*)$")
@@ -62,7 +61,7 @@ class _Text:
 
     def __init__(self, text: str, stem: bool, unicode: bool, orders: Sequence[int]):
         if "\n" in text:
-            self.sentences = [rouge_tokens(s, stem, unicode) for s in text.split("\n") if s]
+            self.sentences = rouge_line_tokens(text, stem, unicode)
             self.tokens = tuple(chain.from_iterable(self.sentences))
         else:
             self.tokens = rouge_tokens(text, stem, unicode)
@@ -99,11 +98,16 @@ def union_lcs_hits(ref_sentences: Sequence[Sequence[str]], hyp_sentences: Sequen
 
     ref [['a', 'b', 'c']], hyp [['a', 'x'], ['c']]: union {a, c} -> 2 hits.
     """
-    ref_left = Counter(chain.from_iterable(ref_sentences))
-    hyp_left = Counter(chain.from_iterable(hyp_sentences))
+    ref_left = counts(chain.from_iterable(ref_sentences))  # copies not yet used as hits
+    hyp_left = counts(chain.from_iterable(hyp_sentences))
+    hyp_masks = [(hyp, match_masks(hyp)) for hyp in hyp_sentences]
     hits = 0
     for sentence in ref_sentences:
-        union = set().union(*(lcs_indices(sentence, hyp) for hyp in hyp_sentences))
+        # words the hypothesis never uses can be in no LCS: leave them out once here
+        items = list(compress(enumerate(sentence), map(hyp_left.__contains__, sentence)))
+        if not items:
+            continue
+        union = set().union(*(lcs_picks(items, hyp, masks) for hyp, masks in hyp_masks))
         for index in sorted(union):
             token = sentence[index]
             if hyp_left[token] > 0 and ref_left[token] > 0:

@@ -8,9 +8,10 @@ Every tokenizer here reproduces a reference tool character for character:
   letters and digits, optionally Porter-stem words longer than 3 characters.
 
 Speed comes from caching per unique *word*: a line is split on whitespace and
-each word is tokenized once per process. That is exact for `13a` because its
-rules only ever look at two neighbouring characters, and whitespace on either
-side of a word behaves like the space that pads the line (see `tokenize_13a`).
+each word is tokenized (or stemmed) once per process, until `clear_word_caches()`.
+That is exact for `13a` because its rules only ever look at two neighbouring
+characters, and whitespace on either side of a word behaves like the space that
+pads the line (see `tokenize_13a`).
 
     >>> tokenize_13a("Hello, world.")
     ('Hello', ',', 'world', '.')
@@ -23,6 +24,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from itertools import chain
 
+from tokenloom.metrics.porter import porter_stem
+
 try:
     from collections import _count_elements  # CPython's C counting loop behind Counter
 except ImportError:  # pragma: no cover - other Python implementations
@@ -33,17 +36,34 @@ except ImportError:  # pragma: no cover - other Python implementations
 
 # ----------------------------------------------------------------- BLEU: 13a
 # Rule 1 separates ASCII punctuation and symbols: { | } ~ [ \ ] ^ _ ` space ! " # $ % &
-# ( ) * + : ; < = > ? @ /. Rules 2-3 separate '.' and ',' unless they sit between
-# digits; rule 4 separates '-' after a digit.
-_13A_RULES = (
-    (re.compile(r"([{-~\[-` -&(-+:-@/])"), r" \1 "),
+# ( ) * + : ; < = > ? @ / (within one word there is no space to separate). Rules 2-3
+# separate '.' and ',' unless they sit between digits; rule 4 separates '-' after a digit.
+_13A_RULE1_CHARS = '{|}~[\\]^_`!"#$%&()*+:;<=>?@/'
+# rule 1 matches one character at a time, so a translation table applies it exactly
+_13A_RULE1 = str.maketrans({c: f" {c} " for c in _13A_RULE1_CHARS})
+_13A_PERIOD_COMMA = (
     (re.compile(r"([^0-9])([.,])"), r"\1 \2 "),
     (re.compile(r"([.,])([^0-9])"), r" \1 \2"),
-    (re.compile(r"([0-9])(-)"), r"\1 \2 "),
 )
-_SPLIT_AT_END = frozenset('{|}~[\\]^_`!"#$%&()*+:;<=>?@/.,')  # rule 1's class, '.' and ','
+_13A_DASH = re.compile(r"([0-9])(-)")
+_SPLIT_AT_END = frozenset(_13A_RULE1_CHARS + ".,")  # rule 1's class, '.' and ','
 _WORD_CACHE_LIMIT = 1 << 20
-_13a_cache: dict[str, tuple[str, ...]] = {}
+
+
+class _WordCache(dict):
+    """word -> `compute(word)`, computed on the first lookup of a word: `__missing__`
+    keeps `cache[word]` a plain C dict lookup for known words, with no exception
+    and no second pass for new ones. Emptied when it outgrows `_WORD_CACHE_LIMIT`."""
+
+    def __init__(self, compute):
+        super().__init__()
+        self.compute = compute
+
+    def __missing__(self, word):
+        if len(self) > _WORD_CACHE_LIMIT:
+            self.clear()
+        value = self[word] = self.compute(word)
+        return value
 
 
 def _tokenize_13a_word(word: str) -> tuple[str, ...]:
@@ -55,10 +75,16 @@ def _tokenize_13a_word(word: str) -> tuple[str, ...]:
         return (word,)
     if word[-1] in _SPLIT_AT_END and word[:-1].isalnum():
         return (word[:-1], word[-1])
-    text = f" {word} "
-    for pattern, replacement in _13A_RULES:
-        text = pattern.sub(replacement, text)
+    text = f" {word} ".translate(_13A_RULE1)
+    if "." in text or "," in text:
+        for pattern, replacement in _13A_PERIOD_COMMA:
+            text = pattern.sub(replacement, text)
+    if "-" in text:
+        text = _13A_DASH.sub(r"\1 \2 ", text)
     return tuple(text.split())
+
+
+_13a_cache = _WordCache(_tokenize_13a_word)
 
 
 def _normalize_13a(line: str) -> str:
@@ -85,16 +111,7 @@ def tokenize_13a(line: str) -> tuple[str, ...]:
     >>> tokenize_13a("It costs $1,000.50-2 (approx.).")
     ('It', 'costs', '$', '1,000.50', '-', '2', '(', 'approx', '.', ')', '.')
     """
-    words = _normalize_13a(line).split()
-    try:
-        return tuple(chain.from_iterable(map(_13a_cache.__getitem__, words)))
-    except KeyError:
-        if len(_13a_cache) > _WORD_CACHE_LIMIT:
-            _13a_cache.clear()
-        for word in words:
-            if word not in _13a_cache:
-                _13a_cache[word] = _tokenize_13a_word(word)
-        return tuple(chain.from_iterable(map(_13a_cache.__getitem__, words)))
+    return tuple(chain.from_iterable(map(_13a_cache.__getitem__, _normalize_13a(line).split())))
 
 
 # ---------------------------------------------------------------- BLEU: intl
@@ -141,45 +158,32 @@ BLEU_TOKENIZERS: dict[str, Callable[[str], tuple[str, ...]]] = {
 
 # ------------------------------------------------------------------- ROUGE
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
-# byte -> itself for a-z and 0-9, else a space
+# byte -> itself for a-z and 0-9, else a space; the second table keeps newlines
 _ASCII_WORD_BYTES = bytes(b if 48 <= b <= 57 or 97 <= b <= 122 else 32 for b in range(256))
+_ASCII_LINE_BYTES = bytes(b if 48 <= b <= 57 or 97 <= b <= 122 or b == 10 else 32 for b in range(256))
 _UNICODE_WORD = re.compile(r"[^\W_]+")
-_stemmer = None
-_stem_cache: dict[str, str] = {}
 
 
-def porter_stem(word: str) -> str:
-    """nltk's Porter stemmer in its default (NLTK_EXTENSIONS) mode, cached per word.
-
-    rouge-score uses exactly this stemmer; the cache makes it cost one dict
-    lookup per repeated word. 'running' -> 'run', 'agreed' -> 'agre'.
-    """
-    stem = _stem_cache.get(word)
-    if stem is None:
-        global _stemmer
-        if _stemmer is None:
-            from nltk.stem.porter import PorterStemmer
-
-            _stemmer = PorterStemmer()
-        if len(_stem_cache) > _WORD_CACHE_LIMIT:
-            _stem_cache.clear()
-        stem = _stem_cache[word] = _stemmer.stem(word)
-    return stem
+def _stem_entry(word: str, ascii_only: bool) -> tuple[str, ...]:
+    """What one word contributes to stemmed ROUGE tokens: itself if it has at most
+    3 characters, else its stem; nothing if the stem is empty or (rouge-score's
+    final validity filter) not ASCII letters and digits."""
+    if len(word) <= 3:
+        return (word,)
+    stem = porter_stem(word)
+    if not stem or (ascii_only and not (stem.isascii() and stem.isalnum())):
+        return ()
+    return (stem,)
 
 
-def _stem_words(words: list[str], ascii_only: bool) -> tuple[str, ...]:
-    """Stem words longer than 3 characters, keep the rest, drop any stem that is
-    empty (or not ASCII alphanumeric: rouge-score's final validity filter)."""
-    out = []
-    cache = _stem_cache
-    for word in words:
-        if len(word) > 3:
-            stem = cache.get(word)
-            word = stem if stem is not None else porter_stem(word)
-            if not word or (ascii_only and not (word.isascii() and word.isalnum())):
-                continue
-        out.append(word)
-    return tuple(out)
+_stem_cache = _WordCache(lambda word: _stem_entry(word, True))
+_unicode_stem_cache = _WordCache(lambda word: _stem_entry(word, False))
+
+
+def clear_word_caches() -> None:
+    """Forget every per-word result (13a tokens, stems): the next call starts cold."""
+    for cache in (_13a_cache, _stem_cache, _unicode_stem_cache):
+        cache.clear()
 
 
 def rouge_tokens(text: str, stem: bool = False, unicode: bool = False) -> tuple[str, ...]:
@@ -203,7 +207,24 @@ def rouge_tokens(text: str, stem: bool = False, unicode: bool = False) -> tuple[
         words = text.encode("ascii").translate(_ASCII_WORD_BYTES).decode("ascii").split()
     else:
         words = _ASCII_WORD.findall(text)
-    return _stem_words(words, not unicode) if stem else tuple(words)
+    if not stem:
+        return tuple(words)
+    cache = _unicode_stem_cache if unicode else _stem_cache
+    return tuple(chain.from_iterable(map(cache.__getitem__, words)))
+
+
+def rouge_line_tokens(text: str, stem: bool = False, unicode: bool = False) -> list[tuple[str, ...]]:
+    """`rouge_tokens` of every non-empty line of a text (ROUGE-Lsum's sentences).
+    A line with no word in it still counts: 'A b\n\n!' -> [('a', 'b'), ()].
+    ASCII text is mapped in one pass, newlines kept, and split afterwards."""
+    lowered = text.lower()
+    if unicode or not lowered.isascii():
+        return [rouge_tokens(line, stem, unicode) for line in text.split("\n") if line]
+    lines = lowered.encode("ascii").translate(_ASCII_LINE_BYTES).decode("ascii").split("\n")
+    if not stem:
+        return [tuple(line.split()) for line in lines if line]
+    get = _stem_cache.__getitem__
+    return [tuple(chain.from_iterable(map(get, line.split()))) for line in lines if line]
 
 
 # ------------------------------------------------------------------ n-grams
