@@ -120,3 +120,11 @@ def test_auto_precision_is_native_for_gguf_only(tiny_llama_dir):
         tl.load(tiny_llama_dir, precision="native")
     with pytest.raises(InvalidArgument, match="auto.*float32.*bfloat16.*native"):
         tl.load(tiny_llama_dir, precision="int3")
+
+
+def test_native_model_refuses_to_be_saved(smollm_native, tmp_path):
+    from tokenloom.model.loaders import save_checkpoint
+
+    with pytest.raises(InvalidArgument, match="native precision.*float32"):
+        save_checkpoint(tmp_path / "out", smollm_native.model, smollm_native.tokenizer)
+    assert not (tmp_path / "out").exists()

@@ -128,8 +128,8 @@ def build_native(config: ModelConfig, state: dict) -> Transformer:
         model = Transformer(config)
     dense = {}
     for name, value in state.items():
-        if not isinstance(value, Blocks):  # matrices in bfloat16; norms stay float32, as the residual stream
-            dense[name] = value.to(torch.bfloat16) if value.dim() > 1 else value.float()
+        if not isinstance(value, Blocks):  # matrices in bfloat16; norms and embedding float32, as the residual
+            dense[name] = value.to(torch.bfloat16) if value.dim() > 1 and name != "embed.weight" else value.float()
         elif name == "embed.weight":
             model.embed = quant.BlockEmbedding(value) if value.kind == "Q8_0" else _dense_embedding(value)
         else:
@@ -206,6 +206,10 @@ def save_checkpoint(folder: str | Path, model: Transformer, tokenizer: Tokenizer
     """Weights (safetensors), config and tokenizer in one folder; loadable by `load_checkpoint`."""
     from safetensors.torch import save_file
 
+    if getattr(model, "precision", "float32") == NATIVE:
+        raise InvalidArgument(
+            "a model loaded in native precision holds packed kernel weights and cannot be saved as a checkpoint; "
+            "load it with precision='float32' (or 'bfloat16') to save or fine-tune it")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
