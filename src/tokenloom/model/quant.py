@@ -125,20 +125,19 @@ def quantize_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
 
 
 class Int4Linear(nn.Module):
-    """y = x·Wᵀ (+ b) with W in 4-bit groups of 32: w = (q − 8)·scale + zero, bfloat16 in and out."""
+    """y = x·Wᵀ with W in 4-bit groups of 32: w = (q − 8)·scale + zero, bfloat16 in and out."""
 
-    def __init__(self, codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bias: torch.Tensor | None = None):
+    def __init__(self, codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor):
         super().__init__()
         self.out_features, self.in_features = codes.shape
         self.register_buffer("packed", torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.int(), INNER_K_TILES))
         pairs = torch.stack([scale.t(), zero.t()], dim=-1)  # (K/32, N, 2)
         self.register_buffer("scales_zeros", pairs.to(torch.bfloat16).contiguous())
         self.register_buffer("codes", codes.to(torch.uint8))  # for dense products over many rows
-        self.bias = None if bias is None else nn.Parameter(bias.to(torch.bfloat16), requires_grad=False)
 
     @classmethod
-    def from_blocks(cls, blocks: Blocks, bias: torch.Tensor | None = None) -> "Int4Linear":
-        return cls(*blocks.int4(), bias=bias)
+    def from_blocks(cls, blocks: Blocks) -> "Int4Linear":
+        return cls(*blocks.int4())
 
     def dequantize(self) -> torch.Tensor:
         """W as bfloat16 (N, K), from the codes and the (bfloat16) scales and zeros the kernel uses."""
@@ -151,11 +150,9 @@ class Int4Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)  # (M, K)
         if rows.shape[0] >= DENSE_ROWS:
-            y = F.linear(rows, self.dequantize(), self.bias)
+            y = F.linear(rows, self.dequantize())
         else:
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.packed, GROUP, self.scales_zeros)
-            if self.bias is not None:
-                y = y + self.bias
         return y.view(*x.shape[:-1], self.out_features)
 
 
@@ -180,7 +177,6 @@ class Q8Linear(nn.Module):
         high = torch.div(codes, 16, rounding_mode="floor")  # −8..7
         self.high = Int4Linear(high + 8, 16 * d, torch.zeros_like(d))
         self.low = Int4Linear(codes - 16 * high, d, 8 * d)
-        self.out_features, self.in_features = codes.shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.high(x) + self.low(x)
@@ -192,7 +188,7 @@ class BlockEmbedding(nn.Module):
     def __init__(self, blocks: Blocks, dtype: torch.dtype = torch.float32):
         super().__init__()
         codes, scale = blocks.int8()
-        self.num_embeddings, self.embedding_dim = codes.shape
+        self.embedding_dim = codes.shape[1]
         self.register_buffer("codes", codes)  # (V, C) int8
         self.register_buffer("scale", scale)  # (V, C/32) float32
         self.dtype = dtype
@@ -201,6 +197,3 @@ class BlockEmbedding(nn.Module):
         codes, scale = self.codes[ids], self.scale[ids]  # (..., C), (..., C/32)
         rows = codes.float().view(*scale.shape, GROUP) * scale.unsqueeze(-1)
         return rows.view(*ids.shape, self.embedding_dim).to(self.dtype)
-
-    def dequantize(self) -> torch.Tensor:
-        return self.forward(torch.arange(self.num_embeddings))
