@@ -26,3 +26,22 @@ def test_compiled_decode_matches_eager_and_compiles_once(tiny_llama_dir):
     assert second.token_ids == eager.generate("A dog ran in the park and", other).token_ids
     assert counters["stats"]["unique_graphs"] == graphs
     torch._dynamo.reset()
+
+
+def test_compiled_one_position_attention_equals_eager():
+    """Under inductor, decode attention is written as summed products; it must equal the eager products."""
+    from tokenloom.model.config import ModelConfig
+    from tokenloom.model.transformer import Attention
+
+    config = ModelConfig(vocab_size=16, dim=64, n_layers=1, n_heads=4, n_kv_heads=2, hidden_dim=96, max_seq_len=32)
+    attn = Attention(config)
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(3, 4, 1, 16, generator=gen)
+    k, v = torch.randn(3, 2, 9, 16, generator=gen), torch.randn(3, 2, 9, 16, generator=gen)
+    mask = torch.ones(3, 1, 1, 9, dtype=torch.bool)
+    mask[0, ..., :4] = False  # a left-padded row
+    compiled = torch.compile(attn.attend, dynamic=True)
+    for m, scale in ((mask, 0.25), (None, 1.0)):
+        expected = attn.attend(q, k, v, m, scale)
+        torch.testing.assert_close(compiled(q, k, v, m, scale), expected, rtol=1e-5, atol=1e-6)
+    torch._dynamo.reset()

@@ -143,12 +143,24 @@ class Attention(nn.Module):
         One new position (decoding): the G = H/Hkv query heads of a group are stacked as
         G rows against their shared key/value head, so nothing is copied, and the three
         small products run directly (PyTorch's fused CPU kernel costs more than the math
-        at this size, bfloat16 above all). Several
+        at this size, bfloat16 above all); under torch.compile the two products are
+        written as sums of elementwise products, which inductor fuses into loops. Several
         positions: keys and values are repeated per query head (PyTorch's CPU kernel
         is far slower with its own grouped-query option).
         """
         B, H, T, D = q.shape
         groups = H // self.n_kv_heads
+        if T == 1 and torch.compiler.is_compiling():
+            # Under inductor, as products summed: two fused loops over the cache instead of
+            # two batched matrix products and a softmax (0.5 ms of an 8 ms step at batch 1).
+            q = q.reshape(B, self.n_kv_heads, groups, 1, D)  # (B, Hkv, G, 1, D)
+            scores = (q * k.unsqueeze(2)).sum(-1)  # (B, Hkv, G, S)
+            if scale != 1.0:
+                scores = scores * scale
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)  # (B, Hkv, G, S)
+            return (weights.unsqueeze(-1) * v.unsqueeze(2)).sum(-2).view(B, H, 1, D)  # (B, H, 1, D)
         if T == 1:
             q = q.reshape(B, self.n_kv_heads, groups, D)  # (B, Hkv, G, D)
             scores = torch.matmul(q, k.transpose(-1, -2))  # (B, Hkv, G, S)
