@@ -45,3 +45,25 @@ def test_compiled_one_position_attention_equals_eager():
         expected = attn.attend(q, k, v, m, scale)
         torch.testing.assert_close(compiled(q, k, v, m, scale), expected, rtol=1e-5, atol=1e-6)
     torch._dynamo.reset()
+
+
+def test_compiled_causal_window_attention_equals_eager_with_gradients():
+    """Short causal windows under inductor (training) take the plain products; values and gradients match SDPA."""
+    from tokenloom.model.config import ModelConfig
+    from tokenloom.model.transformer import Attention
+
+    config = ModelConfig(vocab_size=16, dim=64, n_layers=1, n_heads=4, n_kv_heads=2, hidden_dim=96, max_seq_len=32)
+    attn = Attention(config)
+    gen = torch.Generator().manual_seed(1)
+    q = torch.randn(2, 4, 12, 16, generator=gen, requires_grad=True)
+    k = torch.randn(2, 2, 12, 16, generator=gen, requires_grad=True)
+    v = torch.randn(2, 2, 12, 16, generator=gen, requires_grad=True)
+    upstream = torch.randn(2, 4, 12, 16, generator=gen)
+    results = []
+    for fn in (attn.attend, torch.compile(attn.attend)):
+        out = fn(q, k, v, None, 0.25)
+        grads = torch.autograd.grad(out, (q, k, v), upstream)
+        results.append((out.detach(), *grads))
+    for compiled, eager in zip(results[1], results[0]):
+        torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+    torch._dynamo.reset()

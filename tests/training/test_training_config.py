@@ -15,7 +15,8 @@ def test_baby_gpt_preset_matches_nanogpt_reference():
     assert (c.lr, c.min_lr, c.warmup, c.weight_decay, c.beta2, c.grad_clip, c.dropout) == (
         1e-3, 1e-4, 100, 0.1, 0.99, 1.0, 0.0)
     assert c.tokenizer == "char" and c.data is None
-    assert not c.compile and build_config("shakespeare-char-cpu", compile=True).compile
+    assert c.compile and not build_config("shakespeare-char-cpu", compile=False).compile
+    assert not build_config("shakespeare-char").compile
 
 
 def test_options_override_the_preset_and_none_means_not_given():

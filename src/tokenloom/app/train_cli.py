@@ -39,7 +39,8 @@ def train_command(
     dtype: Annotated[Str, typer.Option(help="float32 | bfloat16 (autocast).")] = None,
     init: Annotated[Str, typer.Option(help="Fine-tune this pretrained model (name or path).")] = None,
     compile: Annotated[Optional[bool], typer.Option(
-        "--compile/--no-compile", help="torch.compile the model (tens of seconds once, before step 0).")] = None,
+        "--compile/--no-compile",
+        help="torch.compile the model (tens of seconds once, before step 0); default: the preset's choice.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:

@@ -107,6 +107,9 @@ def rope_matrices(cos: torch.Tensor, sin: torch.Tensor, n_heads: int, n_kv_heads
     return R[:, None] * scale  # (B, H + Hkv, D, D)
 
 
+MATH_ATTENTION_MAX_T = 128  # compiled windows up to this length use the plain products (see Attention.attend)
+
+
 class Attention(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -173,6 +176,16 @@ class Attention(nn.Module):
         if groups > 1:
             k = k.repeat_interleave(groups, dim=1)  # (B, H, S, D)
             v = v.repeat_interleave(groups, dim=1)  # (B, H, S, D)
+        if mask is None and T <= MATH_ATTENTION_MAX_T and torch.compiler.is_compiling():
+            # Short causal windows under inductor (training): the plain products, with scale,
+            # mask and softmax (and their gradients) fused around them, beat the fused CPU
+            # kernel, which is tuned for long sequences. The (T, S) scores are kept for the
+            # backward pass, hence the bound on T.
+            S = k.shape[2]
+            scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, H, T, S)
+            later = torch.arange(S, device=q.device)[None, :] > torch.arange(S - T, S, device=q.device)[:, None]
+            weights = torch.softmax(scores.masked_fill(later, float("-inf")), dim=-1)  # later: (T, S)
+            return torch.matmul(weights, v)  # (B, H, T, D)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, scale=scale)
 
 

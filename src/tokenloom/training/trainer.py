@@ -181,11 +181,14 @@ class Trainer:
             return 0.0
         start = time.perf_counter()
         c, device = self.c, self.ctx.device
-        dummy = torch.zeros(c.batch_size, c.context, dtype=torch.long, device=device)  # (B, T)
+        # Windows shaped and strided as the real ones (views of one (B, T+1) block): any
+        # other layout would make the first real step compile a second time.
+        x, y = (t.to(device) for t in windows(self.data.train, torch.zeros(c.batch_size, dtype=torch.long),
+                                                c.context))  # (B, T)
         cuda = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda, device_type="cuda"):  # dropout draws nothing from the run's RNG
             with self.autocast():
-                _, loss = self.net(dummy, targets=dummy)
+                _, loss = self.net(x, targets=y)
             loss.backward()
         self.optimizer.zero_grad(set_to_none=True)
         return time.perf_counter() - start
