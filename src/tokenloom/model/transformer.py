@@ -179,8 +179,8 @@ class Attention(nn.Module):
         if mask is None and T <= MATH_ATTENTION_MAX_T and torch.compiler.is_compiling():
             # Short causal windows under inductor (training): the plain products, with scale,
             # mask and softmax (and their gradients) fused around them, beat the fused CPU
-            # kernel, which is tuned for long sequences. The (T, S) scores are kept for the
-            # backward pass, hence the bound on T.
+            # kernel at these sizes (README). The (T, S) scores are kept for the backward
+            # pass, hence the bound on T.
             S = k.shape[2]
             scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, H, T, S)
             later = torch.arange(S, device=q.device)[None, :] > torch.arange(S - T, S, device=q.device)[:, None]
