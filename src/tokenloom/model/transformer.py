@@ -153,26 +153,23 @@ class Attention(nn.Module):
         """
         B, H, T, D = q.shape
         groups = H // self.n_kv_heads
-        if T == 1 and torch.compiler.is_compiling():
-            # Under inductor, as products summed: two fused loops over the cache instead of
-            # two batched matrix products and a softmax (0.5 ms of an 8 ms step at batch 1).
-            q = q.reshape(B, self.n_kv_heads, groups, 1, D)  # (B, Hkv, G, 1, D)
-            scores = (q * k.unsqueeze(2)).sum(-1)  # (B, Hkv, G, S)
-            if scale != 1.0:
-                scores = scores * scale
-            if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
-            weights = torch.softmax(scores, dim=-1)  # (B, Hkv, G, S)
-            return (weights.unsqueeze(-1) * v.unsqueeze(2)).sum(-2).view(B, H, 1, D)  # (B, H, 1, D)
         if T == 1:
+            # Under inductor the two products are written as sums of elementwise products:
+            # fused loops over the cache instead of two batched products around a softmax
+            # (0.5 ms of an 8 ms step at batch 1). Eagerly the products are faster.
+            fused = torch.compiler.is_compiling()
             q = q.reshape(B, self.n_kv_heads, groups, D)  # (B, Hkv, G, D)
-            scores = torch.matmul(q, k.transpose(-1, -2))  # (B, Hkv, G, S)
+            if fused:
+                scores = (q.unsqueeze(-2) * k.unsqueeze(2)).sum(-1)  # (B, Hkv, G, S)
+            else:
+                scores = torch.matmul(q, k.transpose(-1, -2))  # (B, Hkv, G, S)
             if scale != 1.0:
                 scores = scores * scale
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
             weights = torch.softmax(scores, dim=-1)  # (B, Hkv, G, S)
-            return torch.matmul(weights, v).view(B, H, 1, D)  # (B, H, 1, D)
+            y = (weights.unsqueeze(-1) * v.unsqueeze(2)).sum(-2) if fused else torch.matmul(weights, v)
+            return y.view(B, H, 1, D)  # (B, H, 1, D)
         if groups > 1:
             k = k.repeat_interleave(groups, dim=1)  # (B, H, S, D)
             v = v.repeat_interleave(groups, dim=1)  # (B, H, S, D)
