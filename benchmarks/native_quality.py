@@ -28,7 +28,6 @@ import tokenloom as tl
 from tokenloom.model import quant
 from tokenloom.model.gguf import GGUFFile
 from tokenloom.model.kernels import Linear
-from tokenloom.eval.scoring import final_hidden
 
 WIKITEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext2" / "wiki.test.raw"
 
@@ -95,7 +94,7 @@ def main() -> None:
             inputs, targets = window[:-1][None], window[1:]
             logp_exact = exact.model(inputs)[0].float().log_softmax(-1)  # (T, V)
             nll_exact -= logp_exact.gather(1, targets[:, None]).sum().item()
-            hidden = final_hidden(native.model, inputs)[0]  # (T, C)
+            hidden = native.model.hidden(inputs)[0]  # (T, C)
             if w % 50 == 0:
                 print(f"window {w}/{n_windows}, {time.perf_counter() - start:.0f} s", flush=True)
             for name, head in heads.items():

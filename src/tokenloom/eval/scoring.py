@@ -18,9 +18,10 @@ anchored at the end of the text, so it has a full context too.
     which is lm-evaluation-harness's rolling log-likelihood (each window also
     predicts the first token of the next one).
 
-Only the scored positions go through the output layer (V = 49152 for SmolLM2,
-a large share of the cost); the final hidden states are taken from the model's
-last norm with a forward hook, so the model's own head never runs here.
+Only the scored positions go through the last block's queries and MLP and through
+the output layer (V = 49152 for SmolLM2, a large share of the cost): the model's
+`hidden(ids, keep=n)` gives the final hidden states of the last n positions, and
+the output layer is applied here.
 """
 
 from __future__ import annotations
@@ -71,26 +72,6 @@ class ScoredBatch:
     top_logp: torch.Tensor | None = None  # (M, k) their log-probabilities
 
 
-def final_hidden(model, ids: torch.Tensor) -> torch.Tensor:
-    """The last norm's output (B, T, C) for ids (B, T), without running the output layer.
-
-    The hook hands the model an empty sequence after its final norm, so its
-    F.linear(x, W) costs nothing; we apply the output layer ourselves where needed.
-    """
-    captured: list[torch.Tensor] = []
-
-    def keep(_module, _inputs, output):
-        captured.append(output)
-        return output[:, :0]
-
-    handle = model.norm.register_forward_hook(keep)
-    try:
-        model(ids)
-    finally:
-        handle.remove()
-    return captured[0]
-
-
 def head_scores(model, hidden: torch.Tensor, targets: torch.Tensor, top: int = 0):
     """-log P(target) for hidden states (M, C) and targets (M,): logsumexp(l) - l[target].
 
@@ -118,15 +99,16 @@ def score_windows(
     """Run one batch of equal-length windows (doc index, window) and score their targets."""
     rows = torch.stack([docs[d][w.begin : w.end] for d, w in jobs])  # (B, L)
     B, L = rows.shape
-    hidden = final_hidden(model, rows)  # (B, L, C)
+    keep = max(w.scored for _, w in jobs)  # a window's scored targets follow its last `scored` inputs
+    hidden = model.hidden(rows, keep=keep)  # (B, keep, C): inputs L - keep .. L - 1
     flat, doc, position, targets = [], [], [], []
     for row, (d, w) in enumerate(jobs):
         pos = torch.arange(w.first, w.end + 1)  # target positions in the document
-        flat.append(row * L + (pos - 1 - w.begin))  # the input positions that predict them
+        flat.append(row * keep + (pos - 1 - w.begin) - (L - keep))  # the input positions that predict them
         doc.append(torch.full_like(pos, d))
         position.append(pos)
         targets.append(docs[d][pos])
-    picked = hidden.reshape(B * L, -1).index_select(0, torch.cat(flat))  # (M, C)
+    picked = hidden.reshape(B * keep, -1).index_select(0, torch.cat(flat))  # (M, C)
     nll, top_ids, top_logp = head_scores(model, picked, torch.cat(targets), top)
     return ScoredBatch(torch.cat(doc), torch.cat(position), nll, top_ids, top_logp)
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tokenloom.model import native
 from tokenloom.model.config import ModelConfig
 from tokenloom.model.kernels import Linear, Packed, packed_linear
 from tokenloom.model.kv_cache import KVCache
@@ -121,7 +122,9 @@ class Attention(nn.Module):
         self.use_rope = config.positions == "rope"
         self.cache: KVCache | None = None
 
-    def forward(self, x, rope, mask, start: int) -> torch.Tensor:
+    def forward(self, x, rope, mask, start: int, keep: int | None = None) -> torch.Tensor:
+        """(B, T, C) → (B, T, C); with `keep`, the output for the last `keep` positions only,
+        (B, keep, C): keys and values still come from (and go to the cache for) all T."""
         B, T, _ = x.shape
         # Attention itself runs in float32 whatever the weights' precision: the CPU's
         # bfloat16 batched products are slower than float32 ones at these sizes.
@@ -137,8 +140,11 @@ class Attention(nn.Module):
         v = heads[:, n_qk:]  # (B, Hkv, T, D)
         if self.cache is not None:
             k, v = self.cache.write(start, k, v)  # (B, Hkv, S, D)
-        y = self.attend(q, k, v, mask, 1.0 if scaled else 1.0 / math.sqrt(self.head_dim))  # (B, H, T, D)
-        return self.out(y.transpose(1, 2).reshape(B, T, -1))
+        if keep is not None and keep < T:
+            q = q[:, :, T - keep :]  # (B, H, keep, D)
+            mask = mask[:, :, T - keep :] if mask is not None else None
+        y = self.attend(q, k, v, mask, 1.0 if scaled else 1.0 / math.sqrt(self.head_dim))  # (B, H, T', D)
+        return self.out(y.transpose(1, 2).reshape(B, q.shape[2], -1))
 
     def attend(self, q, k, v, mask, scale: float) -> torch.Tensor:
         """softmax(scale·q·kᵀ + mask)·v with grouped-query heads; q (B, H, T, D), k/v (B, Hkv, S, D).
@@ -149,10 +155,14 @@ class Attention(nn.Module):
         at this size, bfloat16 above all); under torch.compile the two products are
         written as sums of elementwise products, which inductor fuses into loops. Several
         positions: keys and values are repeated per query head (PyTorch's CPU kernel
-        is far slower with its own grouped-query option).
+        is far slower with its own grouped-query option). Long causal windows in float32
+        without gradients (scoring, prefill) go to tokenloom's own CPU kernel when it is
+        available (model/native.py).
         """
         B, H, T, D = q.shape
         groups = H // self.n_kv_heads
+        if mask is None and native.usable(q, k, v):  # long causal windows, float32, no gradient
+            return native.causal_attention(q, k, v, scale)  # (B, H, T, D)
         if T == 1:
             # Under inductor the two products are written as sums of elementwise products:
             # fused loops over the cache instead of two batched products around a softmax
@@ -183,6 +193,9 @@ class Attention(nn.Module):
             later = torch.arange(S, device=q.device)[None, :] > torch.arange(S - T, S, device=q.device)[:, None]
             weights = torch.softmax(scores.masked_fill(later, float("-inf")), dim=-1)  # later: (T, S)
             return torch.matmul(weights, v)  # (B, H, T, D)
+        S = k.shape[2]
+        if mask is None and T < S:  # the last T of S positions: is_causal would align them with the first T
+            mask = torch.arange(S, device=q.device)[None, :] <= torch.arange(S - T, S, device=q.device)[:, None]
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, scale=scale)
 
 
@@ -212,8 +225,10 @@ class Block(nn.Module):
         self.attn_norm, self.attn = make_norm(config), Attention(config)
         self.mlp_norm, self.mlp = make_norm(config), MLP(config)
 
-    def forward(self, x, rope, mask, start):
-        x = x + self.attn(self.attn_norm(x), rope, mask, start)
+    def forward(self, x, rope, mask, start, keep: int | None = None):
+        """(B, T, C) → (B, T, C), or (B, keep, C) for the last `keep` positions (see Attention)."""
+        h = self.attn(self.attn_norm(x), rope, mask, start, keep)
+        x = x[:, x.shape[1] - h.shape[1] :] + h
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -275,22 +290,23 @@ class Transformer(nn.Module):
         return packed_linear(hidden, self.embed.weight, None, self.packed_output)
 
     # -- the forward pass --------------------------------------------------
-    def forward(
+    def hidden(
         self,
         ids: torch.Tensor,
         *,
         start: int = 0,
         positions: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
-        targets: torch.Tensor | None = None,
-        last_only: bool = False,
-    ):
-        """Logits (B, T, V) for ids (B, T); with `targets`, also the mean cross-entropy.
+        keep: int | None = None,
+    ) -> torch.Tensor:
+        """Final hidden states (B, T, C), after the last norm, for ids (B, T).
 
         start: cache slot of ids[:, 0] (0 without a cache). positions: (B, T) position of
         each token (default start + arange(T)); rows that are left-padded start later.
         mask: (B, 1, T, S) bool, True where a query may attend to a slot; None means plain causal.
-        last_only: run the output layer on the last position only (generation).
+        keep: return the last `keep` positions only, (B, keep, C). Nothing after the last
+        block's keys and values depends on the other positions, so that block computes its
+        queries, attention and MLP for these positions alone (scoring, generation).
         """
         B, T = ids.shape
         if positions is None:
@@ -309,11 +325,27 @@ class Transformer(nn.Module):
             else:
                 rope = (self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1))  # (B, 1, T, D)
         x = self.drop(x)
-        for block in self.blocks:
-            x = block(x, rope, mask, start)
-        x = self.norm(x)
-        if last_only:
-            x = x[:, -1:, :]  # (B, 1, C)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x = block(x, rope, mask, start, keep if i == last else None)  # (B, T, C); the last (B, keep, C)
+        return self.norm(x)
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        *,
+        start: int = 0,
+        positions: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
+        last_only: bool = False,
+    ):
+        """Logits (B, T, V) for ids (B, T); with `targets`, also the mean cross-entropy.
+
+        start, positions, mask: as in `hidden`. last_only: logits (B, 1, V) for the last
+        position only (generation).
+        """
+        x = self.hidden(ids, start=start, positions=positions, mask=mask, keep=1 if last_only else None)
         logits = self.project(x)  # (B, T, V)
         if targets is None:
             return logits

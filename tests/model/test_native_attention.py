@@ -1,0 +1,122 @@
+"""tokenloom's CPU attention kernel against PyTorch's attention in float64, and the model with and without it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tokenloom.model import native
+from tokenloom.model.config import ModelConfig
+from tokenloom.model.transformer import Transformer
+
+needs_kernel = pytest.mark.skipif(
+    torch.backends.cpu.get_cpu_capability() != "AVX512", reason="the kernel is written for AVX-512 CPUs"
+)
+
+
+def reference(q, k, v, scale):
+    """Float64 attention in which the T queries are the last T of S positions."""
+    T, S = q.shape[2], k.shape[2]
+    groups = q.shape[1] // k.shape[1]
+    allowed = torch.arange(S)[None, :] <= torch.arange(S - T, S)[:, None]  # (T, S)
+    k, v = k.double().repeat_interleave(groups, 1), v.double().repeat_interleave(groups, 1)
+    return F.scaled_dot_product_attention(q.double(), k, v, attn_mask=allowed, scale=scale)
+
+
+@needs_kernel
+def test_the_kernel_builds_on_this_machine():
+    # CI runs on AVX-512 machines with a C compiler: a silent fallback there would hide a broken build.
+    assert native.available()
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    "B, H, Hkv, T, S, D",
+    [
+        (1, 9, 3, 300, 300, 64),  # SmolLM2's heads; T neither a multiple of 48 nor of 64
+        (2, 4, 4, 64, 64, 64),  # no grouping, the shortest window the model sends
+        (3, 8, 2, 97, 250, 64),  # the last 97 of 250 positions (a prompt after a cache)
+        (2, 8, 2, 130, 130, 128),  # D = 128
+        (1, 6, 1, 1, 65, 64),  # one query, keys past one block
+    ],
+)
+def test_kernel_equals_float64_attention(B, H, Hkv, T, S, D):
+    gen = torch.Generator().manual_seed(T * S + D)
+    qkv = torch.randn(B, T, H + 2 * Hkv, D, generator=gen) * 2  # strided views, as the model passes them
+    q = qkv[:, :, :H].transpose(1, 2)  # (B, H, T, D)
+    k = torch.randn(B, Hkv, S, D, generator=gen) * 2
+    v = torch.randn(B, Hkv, S, D, generator=gen)
+    scale = 1 / math.sqrt(D)
+    out = native.causal_attention(q, k, v, scale)
+    assert out.shape == (B, H, T, D)
+    expected = reference(q, k, v, scale)
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=1e-5)
+    # and about as close as PyTorch's own float32 kernel gets
+    theirs = F.scaled_dot_product_attention(
+        q, k.repeat_interleave(H // Hkv, 1), v.repeat_interleave(H // Hkv, 1),
+        attn_mask=torch.arange(S)[None, :] <= torch.arange(S - T, S)[:, None], scale=scale,
+    )
+    assert (out.double() - expected).abs().max() <= 2 * (theirs.double() - expected).abs().max() + 1e-6
+
+
+@needs_kernel
+def test_kernel_rejects_what_it_was_not_written_for():
+    q, k = torch.randn(1, 4, 8, 32), torch.randn(1, 2, 8, 32)
+    with pytest.raises(ValueError, match="D in"):
+        native.causal_attention(q, k, k, 0.1)
+    q = torch.randn(1, 4, 8, 64)
+    with pytest.raises(ValueError, match="S ≥ T"):
+        native.causal_attention(q, torch.randn(1, 2, 4, 64), torch.randn(1, 2, 4, 64), 0.1)
+
+
+def test_a_failed_build_falls_back_to_pytorch(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("CC", "false")  # a compiler that always fails
+    assert native._build() is None
+    assert list((tmp_path / "tokenloom").glob("*")) == []  # no half-built library left behind
+
+
+def tiny_model(head_dim: int = 64) -> Transformer:
+    config = ModelConfig(vocab_size=300, dim=4 * head_dim, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=200,
+                         max_seq_len=512)
+    model = Transformer(config)
+    model.init_weights(seed=0)
+    return model.eval()
+
+
+@needs_kernel
+def test_model_gives_the_same_logits_with_and_without_the_kernel(monkeypatch):
+    model = tiny_model()
+    ids = torch.randint(0, 300, (2, 200), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        fast = model(ids)
+        monkeypatch.setenv("TOKENLOOM_NATIVE_ATTENTION", "0")
+        assert not native.available()
+        slow = model(ids)
+    torch.testing.assert_close(fast, slow, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel", ["1", "0"])
+def test_hidden_keep_equals_the_last_positions_of_the_full_pass(monkeypatch, kernel):
+    monkeypatch.setenv("TOKENLOOM_NATIVE_ATTENTION", kernel)
+    model = tiny_model()
+    ids = torch.randint(0, 300, (2, 150), generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        full = model.hidden(ids)  # (B, T, C)
+        for keep in (1, 37, 150):
+            torch.testing.assert_close(model.hidden(ids, keep=keep), full[:, -keep:], rtol=0, atol=1e-5)
+        # with a padding mask and a cache, as prefill runs it
+        mask = torch.ones(2, 1, 150, 150, dtype=torch.bool).tril()
+        mask[0, :, :, :5] = False
+        mask[0, :, torch.arange(5), torch.arange(5)] = True  # padding sees itself
+        model.setup_cache(2, 160)
+        try:
+            trimmed = model.hidden(ids, mask=mask, keep=1)
+            cached_keys = model.blocks[-1].attn.cache.k[:, :, :150].clone()
+        finally:
+            model.clear_cache()
+        torch.testing.assert_close(trimmed, model.hidden(ids, mask=mask)[:, -1:], rtol=0, atol=1e-5)
+        assert cached_keys.abs().sum(-1).gt(0).all()  # the last block still cached every position's key
