@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=512)
     parser.add_argument("--stride", type=int, default=512)
     parser.add_argument("--tokens", type=int, default=8192, help="score the first N tokens only (0: whole file)")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: tokenloom's (about 2,048 tokens)")
     parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--rounds", type=int, default=1, help="alternating turns of each side")
     args = parser.parse_args()
@@ -125,7 +125,7 @@ def main() -> None:
         print(f"{name:13s} ppl {ppl:.4f}  {hf_tokens} tokens x {args.rounds}  wall {clock.wall:7.1f} s "
               f"({scored / clock.wall:6.1f} tok/s)  cpu {clock.cpu:7.1f} s ({scored / clock.cpu:6.1f} tok/cpu-s)")
     print(f"relative difference {abs(ours.perplexity - hf_ppl) / hf_ppl:.2e}; speed ratio (transformers time / ours): "
-          f"wall {hf_t.wall / ours_t.wall:.2f}x, cpu {hf_t.cpu / ours_t.cpu:.2f}x  (batch {args.batch_size})")
+          f"wall {hf_t.wall / ours_t.wall:.2f}x, cpu {hf_t.cpu / ours_t.cpu:.2f}x  (batch {args.batch_size or 'default'})")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ def perplexity_command(
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Registered name, GGUF path or model folder."),
     context: Optional[int] = typer.Option(None, "--context", help="Input tokens per window (default min(model, 2048))."),
     stride: Optional[int] = typer.Option(None, "--stride", help="New tokens scored per window (default context/4; = context: disjoint)."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Windows per forward pass."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", help="Windows per forward pass (default: about 2,048 tokens' worth)."),
     bos: bool = typer.Option(False, "--bos/--no-bos", help="Put <|endoftext|> in front so the first token is scored too."),
     precision: str = typer.Option(
         "float32", "--precision",

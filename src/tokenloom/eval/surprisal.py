@@ -30,7 +30,7 @@ class TokenSurprisal:
 
 
 def surprisal_map(
-    lm, text: str, *, context=None, stride=None, batch_size: int = 4, bos: bool = False, top: int = 5
+    lm, text: str, *, context=None, stride=None, batch_size: int | None = None, bos: bool = False, top: int = 5
 ) -> tuple[list[TokenSurprisal], PerplexityResult]:
     """Per-token surprisal of `text` with its `top` alternatives, and the text's perplexity."""
     ids = encode_texts(lm, [text], bos)[0].tolist()
