@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -36,7 +35,9 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "causal_attention.c"
-FLAGS = ["-O3", "-march=x86-64-v4", "-shared", "-fPIC"]  # x86-64-v4: AVX-512 F, BW, CD, DQ, VL
+# x86-64-v4: AVX-512 F, BW, CD, DQ, VL. -fopenmp: the library needs libgomp.so.1, which resolves to the
+# copy PyTorch has already loaded, so the kernel runs on PyTorch's own OpenMP threads.
+FLAGS = ["-O3", "-march=x86-64-v4", "-fopenmp", "-shared", "-fPIC"]
 HEAD_DIMS = (64, 128)  # the head sizes the kernel is written for
 KEY_BLOCK = 64  # keys per block in the kernel (NK in the C source)
 MIN_QUERIES = 64  # fewer queries: PyTorch's kernel is faster (handing work to a thread costs ~0.1 ms)
@@ -48,15 +49,13 @@ class _Args(ctypes.Structure):
         [(name, ctypes.c_void_p) for name in ("q", "kt", "v", "out")]
         + [(name, ctypes.c_int64) for name in
            "B H Hkv T S D S_pad q_sb q_sh q_st v_sb v_sh v_st o_sb o_sh o_st".split()]
-        + [("scale", ctypes.c_float), ("next", ctypes.POINTER(ctypes.c_int64))]
+        + [("scale", ctypes.c_float), ("threads", ctypes.c_int)]
     )
 
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
-_pool: ThreadPoolExecutor | None = None
-_pool_key: tuple[int, int] = (0, 0)  # (process id, helper threads): a forked child makes its own pool
 
 
 def cache_dir() -> Path:
@@ -90,7 +89,11 @@ def _build() -> ctypes.CDLL | None:
         finally:
             if os.path.exists(partial):
                 os.unlink(partial)
-    lib = ctypes.CDLL(str(target))
+    try:
+        lib = ctypes.CDLL(str(target))
+    except OSError as error:  # e.g. an OpenMP runtime without the symbols the compiler used
+        log.info("loading the attention kernel failed, PyTorch's kernel is used: %s", error)
+        return None
     lib.tl_causal_attention.argtypes = [ctypes.POINTER(_Args)]
     lib.tl_causal_attention.restype = ctypes.c_int
     return lib
@@ -123,20 +126,6 @@ def usable(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
     )
 
 
-def _helpers(threads: int) -> tuple[ThreadPoolExecutor | None, int]:
-    """A pool of threads − 1 helper threads (the caller is the last one), and its size."""
-    global _pool, _pool_key
-    if threads <= 1:
-        return None, 0
-    key = (os.getpid(), threads - 1)
-    with _lock:
-        if _pool is None or _pool_key != key:
-            if _pool is not None and _pool_key[0] == key[0]:
-                _pool.shutdown(wait=False)
-            _pool, _pool_key = ThreadPoolExecutor(threads - 1, thread_name_prefix="tokenloom-attention"), key
-        return _pool, threads - 1
-
-
 def key_blocks(k: torch.Tensor) -> torch.Tensor:
     """Keys (B, Hkv, S, D) as the kernel reads them: blocks of 64 keys, each transposed to
     (D, 64) and stored whole (16 KB for D = 64), zeros past S. (B, Hkv, ⌈S / 64⌉, D, 64)."""
@@ -153,8 +142,8 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
     """softmax(scale·q·kᵀ, causal)·v; q (B, H, T, D), k/v (B, Hkv, S, D) with S ≥ T; the T
     queries are the last T positions. Returns a (B, H, T, D) view of a (B, T, H, D) tensor.
 
-    Runs on `torch.get_num_threads()` threads: the caller and a small pool, all taking
-    tasks from one counter (ctypes releases the GIL for the call).
+    Runs on PyTorch's OpenMP threads (`torch.get_num_threads()` of them); ctypes
+    releases the GIL for the call.
     """
     B, H, T, D = q.shape
     Hkv, S = k.shape[1], k.shape[2]
@@ -165,15 +154,10 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
     kt = key_blocks(k)  # (B, Hkv, S_pad / 64, D, 64)
     s_pad = kt.shape[2] * KEY_BLOCK
     out = q.new_empty(B, T, H, D)
-    counter = ctypes.c_int64(0)
     args = _Args(
         q.data_ptr(), kt.data_ptr(), v.data_ptr(), out.data_ptr(), B, H, Hkv, T, S, D, s_pad,
         q.stride(0), q.stride(1), q.stride(2), v.stride(0), v.stride(1), v.stride(2),
-        out.stride(0), out.stride(2), out.stride(1), scale * math.log2(math.e), ctypes.pointer(counter),
+        out.stride(0), out.stride(2), out.stride(1), scale * math.log2(math.e), torch.get_num_threads(),
     )
-    pool, n_helpers = _helpers(torch.get_num_threads())
-    helpers = [pool.submit(lib.tl_causal_attention, ctypes.byref(args)) for _ in range(n_helpers)]
     lib.tl_causal_attention(ctypes.byref(args))
-    for helper in helpers:
-        helper.result()
     return out.transpose(1, 2)

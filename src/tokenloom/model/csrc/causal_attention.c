@@ -7,7 +7,8 @@
  * its visible keys in blocks of NK, keeping a running maximum m and sum l per query (the
  * online softmax of flash attention), so the T × S scores never exist in memory and keys
  * past a block's last query are never touched. The exponential is base 2 (scale carries
- * log2 e) and computed in registers. Threads share one task counter, costliest tasks first.
+ * log2 e) and computed in registers. The threads of an OpenMP team share one task counter,
+ * costliest tasks first.
  *
  * Built and loaded by tokenloom/model/native.py, which falls back to PyTorch when it cannot be.
  */
@@ -26,7 +27,7 @@ typedef struct {
     int64_t B, H, Hkv, T, S, D, S_pad;
     int64_t q_sb, q_sh, q_st, v_sb, v_sh, v_st, o_sb, o_sh, o_st; /* strides in floats: batch, head, position */
     float scale;      /* score scale times log2(e) */
-    int64_t *next;    /* task counter shared by the threads of one call */
+    int threads;      /* OpenMP threads for the call: PyTorch's count */
 } Args;
 
 /* 2^x for x ≤ 0: 2^n · 2^f with n = round(x), |f| ≤ 1/2, and 2^f by its Taylor series to
@@ -173,17 +174,19 @@ static inline __attribute__((always_inline)) void run_task(const Args *a, int64_
     }
 }
 
-/* Each calling thread takes tasks until none is left. Returns 0, or 1 for a head size
- * without a kernel (64 and 128 have one). */
+/* The threads of an OpenMP team (PyTorch's own, as the library shares its runtime) take tasks
+ * from one counter until none is left. Returns 0, or 1 for a head size without a kernel. */
 int tl_causal_attention(const Args *a) {
     if (a->D != 64 && a->D != 128) return 1;
-    int64_t total = a->B * a->H * ((a->T + MQ - 1) / MQ);
+    int64_t total = a->B * a->H * ((a->T + MQ - 1) / MQ), next = 0;
+#pragma omp parallel num_threads(a->threads)
     for (;;) {
-        int64_t task = __atomic_fetch_add(a->next, 1, __ATOMIC_RELAXED);
-        if (task >= total) return 0;
+        int64_t task = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED);
+        if (task >= total) break;
         if (a->D == 64)
             run_task(a, task, 4);
         else
             run_task(a, task, 8);
     }
+    return 0;
 }
