@@ -1,19 +1,21 @@
-"""Causal attention for long windows on AVX-512 CPUs, from a small C kernel built on first use.
+"""CPU kernels for long inputs on AVX-512 machines, from small C sources built on first use.
 
-Scoring a 2,048-token window spends about a third of its time in attention, and
+Scoring a 2,048-token window spends about a quarter of its time in attention, and
 PyTorch's fused CPU kernel reaches about 120 GFLOP/s there on this project's 2-core
-machine, against about 190 for its own matrix products. `csrc/causal_attention.c`
-reaches about 150 (README): blocks of 48 queries of one head run over the keys they
-can see in blocks of 64, with the softmax kept online and its exponential computed in
-registers; grouped-query heads read their shared keys in place, and the output is
-written straight into the (B, T, H, D) layout that the output projection reads.
+machine, against about 190–210 for matrix products. `csrc/causal_attention.c` reaches
+about 165 (README): blocks of 48 queries of one head run over the keys they can see in
+blocks of 64, with the softmax kept online and its exponential computed in registers;
+grouped-query heads read their shared keys in place, and the output is written straight
+into the (B, T, H, D) layout that the output projection reads. `csrc/swiglu.c` computes
+silu(gate)·up from the fused projection in one pass instead of PyTorch's two.
 
-The kernel is compiled with the system's C compiler into a per-user cache
-(`$XDG_CACHE_HOME/tokenloom`, else `~/.cache/tokenloom`), keyed by a hash of its source
-and flags, so a change of either builds it afresh. `available()` is False, and the
-model uses PyTorch's kernel, when the CPU lacks AVX-512, no compiler is found, the
-build fails, or `TOKENLOOM_NATIVE_ATTENTION=0` is set. It is used only in float32 with
-gradients off (scoring, prefill), never under `torch.compile`.
+Both are compiled with the system's C compiler into one library in a per-user cache
+(`$XDG_CACHE_HOME/tokenloom`, else `~/.cache/tokenloom`), keyed by a hash of the sources
+and flags, so a change of either builds it afresh. They run on PyTorch's own OpenMP
+threads (see FLAGS). `available()` is False, and the model uses PyTorch's operations,
+when the CPU lacks AVX-512, no compiler is found, the build fails, or
+`TOKENLOOM_NATIVE_ATTENTION=0` is set. They are used only in float32 with gradients off
+(scoring, prefill), never under `torch.compile`.
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ import torch
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("csrc") / "causal_attention.c"
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = ("causal_attention.c", "swiglu.c")  # built into one library, with the headers beside them
 # x86-64-v4: AVX-512 F, BW, CD, DQ, VL. -fopenmp: the library needs libgomp.so.1, which resolves to the
 # copy PyTorch has already loaded, so the kernel runs on PyTorch's own OpenMP threads.
 FLAGS = ["-O3", "-march=x86-64-v4", "-fopenmp", "-shared", "-fPIC"]
 HEAD_DIMS = (64, 128)  # the head sizes the kernel is written for
 KEY_BLOCK = 64  # keys per block in the kernel (NK in the C source)
+MIN_ROWS = 64  # SwiGLU on fewer rows (decoding) stays with PyTorch
 MIN_QUERIES = 64  # fewer queries: PyTorch's kernel is faster (handing work to a thread costs ~0.1 ms)
 _NATIVE_ENV = "TOKENLOOM_NATIVE_ATTENTION"
 
@@ -71,32 +75,37 @@ def _build() -> ctypes.CDLL | None:
     if compiler is None:
         log.info("no C compiler found: attention uses PyTorch's kernel")
         return None
-    source = SOURCE.read_bytes()
-    digest = hashlib.sha256(source + " ".join(FLAGS).encode()).hexdigest()[:16]
-    target = cache_dir() / f"causal_attention-{digest}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
-        os.close(fd)
-        try:  # build beside the target, then rename: a reader never sees half a library
-            subprocess.run([compiler, *FLAGS, "-o", partial, str(SOURCE), "-lm"],
-                           check=True, capture_output=True, text=True, timeout=120)
-            os.replace(partial, target)
-        except (OSError, subprocess.SubprocessError) as error:
-            detail = getattr(error, "stderr", "") or error
-            log.info("building the attention kernel failed, PyTorch's kernel is used: %s", detail)
-            return None
-        finally:
-            if os.path.exists(partial):
-                os.unlink(partial)
+    digest = hashlib.sha256(" ".join(FLAGS).encode())
+    for path in sorted(CSRC.glob("*.[ch]")):
+        digest.update(path.name.encode() + path.read_bytes())
     try:
+        target = cache_dir() / f"kernels-{digest.hexdigest()[:16]}.so"
+        if not target.exists():
+            _compile(compiler, target)
         lib = ctypes.CDLL(str(target))
-    except OSError as error:  # e.g. an OpenMP runtime without the symbols the compiler used
-        log.info("loading the attention kernel failed, PyTorch's kernel is used: %s", error)
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:  # no cache, a failed build or load
+        detail = getattr(error, "stderr", None) or error
+        log.info("the attention kernel is unavailable, PyTorch's kernel is used: %s", detail)
         return None
     lib.tl_causal_attention.argtypes = [ctypes.POINTER(_Args)]
     lib.tl_causal_attention.restype = ctypes.c_int
+    lib.tl_swiglu.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
+    lib.tl_swiglu.restype = ctypes.c_int
     return lib
+
+
+def _compile(compiler: str, target: Path) -> None:
+    """Build beside the target, then rename: a reader never sees half a library."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        subprocess.run([compiler, *FLAGS, "-o", partial, *(str(CSRC / name) for name in SOURCES), "-lm"],
+                       check=True, capture_output=True, text=True, timeout=120)
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
 
 
 def _library() -> ctypes.CDLL | None:
@@ -114,16 +123,42 @@ def available() -> bool:
     return os.environ.get(_NATIVE_ENV, "1") != "0" and _library() is not None
 
 
+def _plain_cpu_float32(*tensors: torch.Tensor) -> bool:
+    """CPU float32 inputs with no gradient wanted, outside the compiler: what the kernels take."""
+    return (
+        all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+        and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+        and not torch.compiler.is_compiling()
+    )
+
+
 def usable(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
     """Whether `causal_attention` takes these inputs: float32 CPU tensors, a supported head
     size, enough queries to gain, no gradient wanted, not under the compiler."""
     return (
-        q.shape[2] >= MIN_QUERIES and q.shape[-1] in HEAD_DIMS and q.device.type == "cpu"
-        and q.dtype == k.dtype == v.dtype == torch.float32
-        and q.stride(-1) == 1 and v.stride(-1) == 1
-        and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
-        and not torch.compiler.is_compiling() and available()
+        q.shape[2] >= MIN_QUERIES and q.shape[-1] in HEAD_DIMS and q.stride(-1) == 1 and v.stride(-1) == 1
+        and _plain_cpu_float32(q, k, v) and available()
     )
+
+
+def swiglu_usable(h: torch.Tensor) -> bool:
+    """Whether `swiglu` takes h: contiguous, float32 on the CPU, no gradient, at least MIN_ROWS rows,
+    a width of 2F with F a multiple of 16."""
+    return (
+        h.is_contiguous() and h.shape[-1] % 32 == 0 and h.numel() >= MIN_ROWS * h.shape[-1]
+        and _plain_cpu_float32(h) and available()
+    )
+
+
+def swiglu(h: torch.Tensor) -> torch.Tensor:
+    """silu(gate) · up for h = [gate | up] (..., 2F) → (..., F), in one pass (csrc/swiglu.c)."""
+    F = h.shape[-1] // 2
+    if not (h.is_contiguous() and h.dtype == torch.float32 and h.shape[-1] == 2 * F and F % 16 == 0):
+        raise ValueError(f"swiglu: needs a contiguous float32 (..., 2F) tensor with F a multiple of 16, "
+                         f"got {tuple(h.shape)} {h.dtype}")
+    out = h.new_empty(*h.shape[:-1], F)
+    _library().tl_swiglu(h.data_ptr(), out.data_ptr(), h.numel() // (2 * F), F, torch.get_num_threads())
+    return out
 
 
 def key_blocks(k: torch.Tensor) -> torch.Tensor:

@@ -211,7 +211,9 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.up(x)
-        if self.gated:
+        if self.gated and native.swiglu_usable(h):  # long inputs in float32 without gradients: one pass
+            h = native.swiglu(h)
+        elif self.gated:
             gate, up = h.chunk(2, dim=-1)
             h = F.silu(gate) * up
         else:

@@ -1,4 +1,4 @@
-"""tokenloom's CPU attention kernel against PyTorch's attention in float64, and the model with and without it."""
+"""tokenloom's CPU kernels (attention, SwiGLU) against PyTorch in float64, and the model with and without them."""
 
 from __future__ import annotations
 
@@ -79,6 +79,13 @@ def test_a_failed_build_falls_back_to_pytorch(monkeypatch, tmp_path):
     assert list((tmp_path / "tokenloom").glob("*")) == []  # no half-built library left behind
 
 
+def test_an_unwritable_cache_falls_back_to_pytorch(monkeypatch, tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))  # the cache cannot be made under a file
+    assert native._build() is None
+
+
 def tiny_model(head_dim: int = 64) -> Transformer:
     config = ModelConfig(vocab_size=300, dim=4 * head_dim, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=200,
                          max_seq_len=512)
@@ -120,3 +127,21 @@ def test_hidden_keep_equals_the_last_positions_of_the_full_pass(monkeypatch, ker
             model.clear_cache()
         torch.testing.assert_close(trimmed, model.hidden(ids, mask=mask)[:, -1:], rtol=0, atol=1e-5)
         assert cached_keys.abs().sum(-1).gt(0).all()  # the last block still cached every position's key
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape", [(3, 70, 2 * 1536), (130, 64)])
+def test_swiglu_equals_silu_times_up(shape):
+    h = torch.randn(*shape, generator=torch.Generator().manual_seed(3)) * 6
+    h[..., 0] = torch.tensor([-200.0, 200.0, 0.0]).repeat(h[..., 0].numel() // 3 + 1)[: h[..., 0].numel()].view(h[..., 0].shape)
+    gate, up = h.chunk(2, dim=-1)
+    expected = (F.silu(gate.double()) * up.double())
+    out = native.swiglu(h)
+    assert out.shape == gate.shape
+    torch.testing.assert_close(out.double(), expected, rtol=2e-6, atol=1e-6)  # float32 rounding, both factors
+
+
+@needs_kernel
+def test_swiglu_rejects_widths_it_was_not_written_for():
+    with pytest.raises(ValueError, match="multiple of 16"):
+        native.swiglu(torch.randn(70, 40))
