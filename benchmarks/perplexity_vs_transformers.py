@@ -18,7 +18,7 @@ on both sides alike. Two clocks: wall time, and the CPU time of this process (al
 its threads), which is the fairer one on a machine shared with other jobs: it
 counts the work done, not the time spent waiting for a core.
 
-TOKENLOOM_NATIVE_ATTENTION=0 in the environment measures tokenloom with PyTorch's
+TOKENLOOM_NATIVE_KERNELS=0 in the environment measures tokenloom with PyTorch's
 attention kernel instead of its own (tokenloom.model.native).
 """
 
@@ -100,7 +100,7 @@ def main() -> None:
     ids = torch.tensor(lm.tokenizer.encode(text))  # what perplexity() will score
     print(f"{args.file.name}: {len(ids)} tokens, context {args.context}, stride {args.stride}, "
           f"{args.precision}, torch threads {torch.get_num_threads()}, "
-          f"tokenloom attention kernel: {'yes' if native.available() else 'no (PyTorch)'}")
+          f"tokenloom CPU kernels: {'yes' if native.available() else 'no (PyTorch)'}")
 
     options = dict(context=args.context, stride=args.stride, batch_size=args.batch_size)
     warm = lm.tokenizer.decode(ids[: min(len(ids), args.context)].tolist())

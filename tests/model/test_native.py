@@ -100,7 +100,7 @@ def test_model_gives_the_same_logits_with_and_without_the_kernel(monkeypatch):
     ids = torch.randint(0, 300, (2, 200), generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         fast = model(ids)
-        monkeypatch.setenv("TOKENLOOM_NATIVE_ATTENTION", "0")
+        monkeypatch.setenv("TOKENLOOM_NATIVE_KERNELS", "0")
         assert not native.available()
         slow = model(ids)
     torch.testing.assert_close(fast, slow, rtol=0, atol=1e-5)
@@ -108,7 +108,7 @@ def test_model_gives_the_same_logits_with_and_without_the_kernel(monkeypatch):
 
 @pytest.mark.parametrize("kernel", ["1", "0"])
 def test_hidden_keep_equals_the_last_positions_of_the_full_pass(monkeypatch, kernel):
-    monkeypatch.setenv("TOKENLOOM_NATIVE_ATTENTION", kernel)
+    monkeypatch.setenv("TOKENLOOM_NATIVE_KERNELS", kernel)
     model = tiny_model()
     ids = torch.randint(0, 300, (2, 150), generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():

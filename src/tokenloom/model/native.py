@@ -14,7 +14,7 @@ Both are compiled with the system's C compiler into one library in a per-user ca
 and flags, so a change of either builds it afresh. They run on PyTorch's own OpenMP
 threads (see FLAGS). `available()` is False, and the model uses PyTorch's operations,
 when the CPU lacks AVX-512, no compiler is found, the build fails, or
-`TOKENLOOM_NATIVE_ATTENTION=0` is set. They are used only in float32 with gradients off
+`TOKENLOOM_NATIVE_KERNELS=0` is set. They are used only in float32 with gradients off
 (scoring, prefill), never under `torch.compile`.
 """
 
@@ -45,7 +45,7 @@ HEAD_DIMS = (64, 128)  # the head sizes the kernel is written for
 KEY_BLOCK = 64  # keys per block in the kernel (NK in the C source)
 MIN_ROWS = 64  # SwiGLU on fewer rows (decoding) stays with PyTorch
 MIN_QUERIES = 64  # fewer queries: PyTorch's kernel is faster (handing work to a thread costs ~0.1 ms)
-_NATIVE_ENV = "TOKENLOOM_NATIVE_ATTENTION"
+_NATIVE_ENV = "TOKENLOOM_NATIVE_KERNELS"
 
 
 class _Args(ctypes.Structure):
@@ -68,12 +68,12 @@ def cache_dir() -> Path:
 
 
 def _build() -> ctypes.CDLL | None:
-    """Compile the kernel (once per source and flags) and load it; None when that cannot be done."""
+    """Compile the kernels (once per sources and flags) and load them; None when that cannot be done."""
     if sys.platform != "linux" or torch.backends.cpu.get_cpu_capability() != "AVX512":
         return None
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
-        log.info("no C compiler found: attention uses PyTorch's kernel")
+        log.info("no C compiler found: PyTorch's operations are used instead of tokenloom's CPU kernels")
         return None
     digest = hashlib.sha256(" ".join(FLAGS).encode())
     for path in sorted(CSRC.glob("*.[ch]")):
@@ -85,7 +85,7 @@ def _build() -> ctypes.CDLL | None:
         lib = ctypes.CDLL(str(target))
     except (OSError, RuntimeError, subprocess.SubprocessError) as error:  # no cache, a failed build or load
         detail = getattr(error, "stderr", None) or error
-        log.info("the attention kernel is unavailable, PyTorch's kernel is used: %s", detail)
+        log.info("tokenloom's CPU kernels are unavailable, PyTorch's operations are used: %s", detail)
         return None
     lib.tl_causal_attention.argtypes = [ctypes.POINTER(_Args)]
     lib.tl_causal_attention.restype = ctypes.c_int
@@ -119,25 +119,27 @@ def _library() -> ctypes.CDLL | None:
 
 
 def available() -> bool:
-    """Whether the kernel can run here (see the module doc); builds it on the first call."""
+    """Whether the kernels can run here (see the module doc); builds them on the first call."""
     return os.environ.get(_NATIVE_ENV, "1") != "0" and _library() is not None
 
 
 def _plain_cpu_float32(*tensors: torch.Tensor) -> bool:
-    """CPU float32 inputs with no gradient wanted, outside the compiler: what the kernels take."""
+    """CPU float32 inputs with no gradient wanted, outside the compiler: what the kernels take.
+    The compiler is asked first, so that a traced model never guards on the shape checks after it."""
     return (
-        all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+        not torch.compiler.is_compiling()
+        and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
         and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
-        and not torch.compiler.is_compiling()
     )
 
 
-def usable(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+def attention_usable(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
     """Whether `causal_attention` takes these inputs: float32 CPU tensors, a supported head
     size, enough queries to gain, no gradient wanted, not under the compiler."""
     return (
-        q.shape[2] >= MIN_QUERIES and q.shape[-1] in HEAD_DIMS and q.stride(-1) == 1 and v.stride(-1) == 1
-        and _plain_cpu_float32(q, k, v) and available()
+        _plain_cpu_float32(q, k, v)
+        and q.shape[2] >= MIN_QUERIES and q.shape[-1] in HEAD_DIMS and q.stride(-1) == 1 and v.stride(-1) == 1
+        and available()
     )
 
 
@@ -145,8 +147,9 @@ def swiglu_usable(h: torch.Tensor) -> bool:
     """Whether `swiglu` takes h: contiguous, float32 on the CPU, no gradient, at least MIN_ROWS rows,
     a width of 2F with F a multiple of 16."""
     return (
-        h.is_contiguous() and h.shape[-1] % 32 == 0 and h.numel() >= MIN_ROWS * h.shape[-1]
-        and _plain_cpu_float32(h) and available()
+        _plain_cpu_float32(h)
+        and h.is_contiguous() and h.shape[-1] % 32 == 0 and h.numel() >= MIN_ROWS * h.shape[-1]
+        and available()
     )
 
 

@@ -161,7 +161,7 @@ class Attention(nn.Module):
         """
         B, H, T, D = q.shape
         groups = H // self.n_kv_heads
-        if mask is None and native.usable(q, k, v):  # long causal windows, float32, no gradient
+        if mask is None and native.attention_usable(q, k, v):  # long causal windows, float32, no gradient
             return native.causal_attention(q, k, v, scale)  # (B, H, T, D)
         if T == 1:
             # Under inductor the two products are written as sums of elementwise products:
