@@ -19,7 +19,7 @@ its threads), which is the fairer one on a machine shared with other jobs: it
 counts the work done, not the time spent waiting for a core.
 
 TOKENLOOM_NATIVE_KERNELS=0 in the environment measures tokenloom with PyTorch's
-attention kernel instead of its own (tokenloom.model.native).
+operations instead of its own CPU kernels (tokenloom.model.native).
 """
 
 from __future__ import annotations
