@@ -145,3 +145,67 @@ def test_swiglu_equals_silu_times_up(shape):
 def test_swiglu_rejects_widths_it_was_not_written_for():
     with pytest.raises(ValueError, match="multiple of 16"):
         native.swiglu(torch.randn(70, 40))
+
+
+@needs_kernel
+def test_rms_norm_equals_float64_on_the_tail_of_longer_sequences():
+    gen = torch.Generator().manual_seed(4)
+    longer = torch.randn(3, 90, 576, generator=gen) * 5
+    x = longer[:, 20:]  # (3, 70, 576): rows contiguous, sequences 90 rows apart, as Block passes them
+    w = torch.rand(576, generator=gen) + 0.5
+    expected = F.rms_norm(x.double(), (576,), w.double(), 1e-5)
+    torch.testing.assert_close(native.rms_norm(x, w, 1e-5).double(), expected, rtol=1e-6, atol=1e-6)
+    h = torch.randn(3, 70, 576, generator=gen)
+    total, normed = native.add_rms_norm(x, h, w, 1e-5)
+    assert torch.equal(total, x + h)  # one float32 add, as PyTorch rounds it
+    expected = F.rms_norm((x + h).double(), (576,), w.double(), 1e-5)
+    torch.testing.assert_close(normed.double(), expected, rtol=1e-6, atol=1e-6)
+
+
+@needs_kernel
+def test_rms_norm_rejects_what_it_was_not_written_for():
+    with pytest.raises(ValueError, match="multiple of 16"):
+        native.rms_norm(torch.randn(1, 80, 40), torch.ones(40), 1e-5)
+    with pytest.raises(ValueError, match="residual like x"):
+        native.add_rms_norm(torch.randn(1, 80, 64), torch.randn(1, 79, 64), torch.ones(64), 1e-5)
+    with pytest.raises(ValueError, match="weight of C"):
+        native.rms_norm(torch.randn(1, 80, 64), torch.ones(32), 1e-5)
+
+
+@needs_kernel
+@pytest.mark.parametrize("B, tables", [(2, 2), (3, 1)])  # a table per sequence (padded batches), or one shared
+def test_rope_equals_float64_rotation(B, tables):
+    from tokenloom.model.transformer import rope_tables
+
+    config = ModelConfig(vocab_size=10, dim=576, n_layers=1, n_heads=9, n_kv_heads=3, hidden_dim=64)
+    cos, sin = rope_tables(config, 200)
+    positions = torch.stack([torch.arange(100) + 7 * b for b in range(tables)])  # (tables, T)
+    cos, sin = cos[positions].unsqueeze(1), sin[positions].unsqueeze(1)  # (tables, 1, T, D)
+    heads = torch.randn(B, 100, 15, 64, generator=torch.Generator().manual_seed(5)).transpose(1, 2)[:, :12]
+    x, c, s = heads.double(), cos.double(), sin.double()
+    expected = x * c + torch.cat([-x[..., 32:], x[..., :32]], dim=-1) * s
+    out = native.rope(heads, cos, sin)
+    assert out.shape == (B, 12, 100, 64) and out.is_contiguous()
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        native.rope(torch.randn(1, 2, 100, 48), torch.randn(1, 1, 100, 48), torch.randn(1, 1, 100, 48))
+
+
+@needs_kernel
+@pytest.mark.parametrize("V", [49152, 1, 17, 100])  # SmolLM2's vocabulary, and widths that end mid-vector
+def test_logsumexp_equals_float64(V):
+    x = torch.randn(6, V, generator=torch.Generator().manual_seed(V)) * 6
+    expected = torch.logsumexp(x.double(), -1)
+    out = native.logsumexp(x)
+    torch.testing.assert_close(out.double(), expected, rtol=2e-7, atol=1e-7)  # float32 rounding of the result
+    if V == 49152:  # no drift from summing 49,152 small terms: closer than PyTorch's own float32 result
+        assert (out.double() - expected).abs().mean() <= (torch.logsumexp(x, -1).double() - expected).abs().mean() + 1e-7
+
+
+@needs_kernel
+def test_logsumexp_keeps_nan_and_infinities():
+    x = torch.randn(4, 70)
+    x[0, 3], x[1], x[2, 5] = float("nan"), float("-inf"), float("inf")
+    out = native.logsumexp(x)
+    assert out[0].isnan() and out[1] == float("-inf") and out[2] == float("inf")
+    torch.testing.assert_close(out[3], torch.logsumexp(x[3], -1))

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from tokenloom.model import native
+
 HEAD_CHUNK = 128  # positions per output-layer chunk: the (chunk, V) logits stay in the CPU's cache (25 MB)
 
 
@@ -84,10 +86,15 @@ def head_scores(model, hidden: torch.Tensor, targets: torch.Tensor, top: int = 0
     for start in range(0, hidden.shape[0], HEAD_CHUNK):
         h, t = hidden[start : start + HEAD_CHUNK], targets[start : start + HEAD_CHUNK]
         logits = model.project(h).float()  # (m, V)
-        chunk = F.cross_entropy(logits, t, reduction="none")  # (m,) one fused pass over the logits
+        target = logits.gather(1, t[:, None]).squeeze(1)  # (m,)
+        if native.logsumexp_usable(logits):  # two passes over each row, nothing written (model/native.py)
+            norm = native.logsumexp(logits)  # (m,)
+            chunk = norm - target
+        else:  # PyTorch's fastest way: one fused log-softmax and pick
+            chunk = F.cross_entropy(logits, t, reduction="none")  # (m,)
+            norm = chunk + target
         nll.append(chunk)
         if top:
-            norm = chunk + logits.gather(1, t[:, None]).squeeze(1)  # logsumexp(l), (m,)
             values, ids = logits.topk(top, dim=-1)  # (m, k)
             top_ids.append(ids)
             top_logp.append(values - norm[:, None])

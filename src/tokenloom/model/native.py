@@ -6,10 +6,14 @@ machine, against about 190–210 for matrix products. `csrc/causal_attention.c` 
 about 165 (README): blocks of 48 queries of one head run over the keys they can see in
 blocks of 64, with the softmax kept online and its exponential computed in registers;
 grouped-query heads read their shared keys in place, and the output is written straight
-into the (B, T, H, D) layout that the output projection reads. `csrc/swiglu.c` computes
-silu(gate)·up from the fused projection in one pass instead of PyTorch's two.
+into the (B, T, H, D) layout that the output projection reads. The rest is work that
+PyTorch spreads over several passes over memory, each one a parallel region: `csrc/swiglu.c`
+computes silu(gate)·up from the fused projection in one pass instead of two,
+`csrc/norm_rope.c` RMSNorm (after the residual add, when there is one) and the rotary
+embedding of queries and keys in one pass each instead of five, and `csrc/logsumexp.c`
+the output layer's softmax normaliser without writing a second (rows, V) array.
 
-Both are compiled with the system's C compiler into one library in a per-user cache
+All are compiled with the system's C compiler into one library in a per-user cache
 (`$XDG_CACHE_HOME/tokenloom`, else `~/.cache/tokenloom`), keyed by a hash of the sources
 and flags, so a change of either builds it afresh. They run on PyTorch's own OpenMP
 threads (see FLAGS). `available()` is False, and the model uses PyTorch's operations,
@@ -37,7 +41,7 @@ import torch
 log = logging.getLogger(__name__)
 
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = ("causal_attention.c", "swiglu.c")  # built into one library, with the headers beside them
+SOURCES = ("causal_attention.c", "swiglu.c", "norm_rope.c", "logsumexp.c")  # built into one library, with the headers beside them
 # x86-64-v4: AVX-512 F, BW, CD, DQ, VL. -fopenmp: the library needs libgomp.so.1, which resolves to the
 # copy PyTorch has already loaded, so the kernel runs on PyTorch's own OpenMP threads.
 FLAGS = ["-O3", "-march=x86-64-v4", "-fopenmp", "-shared", "-fPIC"]
@@ -91,6 +95,14 @@ def _build() -> ctypes.CDLL | None:
     lib.tl_causal_attention.restype = ctypes.c_int
     lib.tl_swiglu.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
     lib.tl_swiglu.restype = ctypes.c_int
+    lib.tl_rms_norm.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_float, ctypes.c_int]
+    lib.tl_rms_norm.restype = ctypes.c_int
+    lib.tl_rope.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_void_p, ctypes.c_void_p,
+                            *[ctypes.c_int64] * 2, ctypes.c_void_p, *[ctypes.c_int64] * 4, ctypes.c_int]
+    lib.tl_rope.restype = ctypes.c_int
+    lib.tl_logsumexp.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_void_p, ctypes.c_int]
+    lib.tl_logsumexp.restype = ctypes.c_int
     return lib
 
 
@@ -161,6 +173,88 @@ def swiglu(h: torch.Tensor) -> torch.Tensor:
                          f"got {tuple(h.shape)} {h.dtype}")
     out = h.new_empty(*h.shape[:-1], F)
     _library().tl_swiglu(h.data_ptr(), out.data_ptr(), h.numel() // (2 * F), F, torch.get_num_threads())
+    return out
+
+
+def norm_usable(x: torch.Tensor, weight: torch.Tensor, residual: torch.Tensor | None = None) -> bool:
+    """Whether `rms_norm` (and `add_rms_norm` with the residual) take x: (B, T, C) float32 on the
+    CPU with C a multiple of 16 and each sequence's rows contiguous (the tail of longer sequences
+    too), at least MIN_ROWS rows, no gradient."""
+    extra = () if residual is None else (residual,)
+    return (
+        _plain_cpu_float32(x, weight, *extra)
+        and all(r.shape == x.shape for r in extra)
+        and x.dim() == 3 and x.shape[-1] % 16 == 0 and x.stride(-1) == 1 and x.stride(-2) == x.shape[-1]
+        and weight.is_contiguous() and x.shape[0] * x.shape[1] >= MIN_ROWS and available()
+    )
+
+
+def _norm(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float):
+    B, T, C = x.shape
+    if not norm_usable(x, weight, residual) or weight.shape != (C,):
+        extra = "" if residual is None else f", residual {tuple(residual.shape)} {residual.dtype}"
+        raise ValueError(f"rms_norm: needs float32 (B, T, C) rows with C a multiple of 16, a weight of C and a "
+                         f"residual like x; got {tuple(x.shape)} {x.dtype}, stride {x.stride()}, "
+                         f"weight {tuple(weight.shape)}{extra}")
+    total = None
+    if residual is not None:
+        residual, total = residual.contiguous(), x.new_empty(B, T, C)
+    out = x.new_empty(B, T, C)
+    _library().tl_rms_norm(x.data_ptr(), x.stride(0), None if residual is None else residual.data_ptr(),
+                           None if total is None else total.data_ptr(), out.data_ptr(), weight.data_ptr(),
+                           B, T, C, eps, torch.get_num_threads())
+    return total, out
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """x / sqrt(mean(x²) + eps) · weight over the last dimension of x (B, T, C), in one pass
+    (csrc/norm_rope.c) where PyTorch makes five."""
+    return _norm(x, None, weight, eps)[1]
+
+
+def add_rms_norm(x: torch.Tensor, h: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x + h, rms_norm(x + h)) in one pass: a residual add and the norm that follows it."""
+    return _norm(x, h, weight, eps)
+
+
+def rope_usable(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> bool:
+    """Whether `rope` takes x (B, N, T, D) and the tables (B or 1, 1, T, D): float32 on the CPU,
+    D a multiple of 32 and contiguous, at least MIN_ROWS positions in all, no gradient."""
+    return (
+        _plain_cpu_float32(x, cos, sin)
+        and x.dim() == 4 and cos.dim() == 4 and x.shape[-1] % 32 == 0 and x.stride(-1) == 1
+        and cos.shape == sin.shape and cos.stride() == sin.stride() and cos.stride(-1) == 1
+        and cos.shape[1] == 1 and cos.shape[0] in (1, x.shape[0]) and tuple(cos.shape[2:]) == tuple(x.shape[2:])
+        and x.shape[0] * x.shape[2] >= MIN_ROWS and available()
+    )
+
+
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding of heads x (B, N, T, D) at the positions of cos/sin (B or 1, 1, T, D), in one
+    pass (csrc/norm_rope.c): pairs (x_i, x_{i+D/2}) turn by the angle. Returns (B, N, T, D), contiguous."""
+    if not rope_usable(x, cos, sin):
+        raise ValueError(f"rope: needs float32 heads (B, N, T, D), D a multiple of 32, and tables (B or 1, 1, T, D); "
+                         f"got {tuple(x.shape)} {x.dtype} and {tuple(cos.shape)} {cos.dtype}")
+    B, N, T, D = x.shape
+    out = x.new_empty(B, N, T, D)
+    _library().tl_rope(x.data_ptr(), x.stride(0), x.stride(1), x.stride(2), cos.data_ptr(), sin.data_ptr(),
+                       cos.stride(0) if cos.shape[0] > 1 else 0, cos.stride(2), out.data_ptr(), B, N, T, D,
+                       torch.get_num_threads())
+    return out
+
+
+def logsumexp_usable(x: torch.Tensor) -> bool:
+    """Whether `logsumexp` takes x: (rows, V) float32 on the CPU with V contiguous, no gradient."""
+    return _plain_cpu_float32(x) and x.dim() == 2 and x.stride(-1) == 1 and x.shape[-1] > 0 and available()
+
+
+def logsumexp(x: torch.Tensor) -> torch.Tensor:
+    """log Σ_j exp(x[r, j]) for each row of x (rows, V), in two passes over the row
+    (csrc/logsumexp.c): the softmax normaliser without a second (rows, V) array."""
+    if not logsumexp_usable(x):
+        raise ValueError(f"logsumexp: needs float32 (rows, V) with V > 0 contiguous; got {tuple(x.shape)} {x.dtype}")
+    out = x.new_empty(x.shape[0])
+    _library().tl_logsumexp(x.data_ptr(), x.stride(0), x.shape[0], x.shape[1], out.data_ptr(), torch.get_num_threads())
     return out
 
 

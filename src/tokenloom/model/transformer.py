@@ -63,7 +63,18 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
             return _RMSNormFunction.apply(x, self.weight, self.eps)
+        if native.norm_usable(x, self.weight):  # long float32 inputs without gradients: one pass
+            return native.rms_norm(x, self.weight, self.eps)
         return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+
+
+def add_norm(norm: nn.Module, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x + h, norm(x + h)): a residual add and the norm after it, in one pass for RMSNorm on
+    long float32 inputs without gradients (tokenloom's CPU kernel)."""
+    if isinstance(norm, RMSNorm) and native.norm_usable(x, norm.weight, h):
+        return native.add_rms_norm(x, h, norm.weight, norm.eps)
+    x = x + h
+    return x, norm(x)
 
 
 def make_norm(config: ModelConfig) -> nn.Module:
@@ -83,6 +94,8 @@ def rope_tables(config: ModelConfig, length: int) -> tuple[torch.Tensor, torch.T
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate pairs (x_i, x_{i+D/2}) by the position's angle. x: (B, H, T, D); cos/sin: (B, 1, T, D)."""
+    if native.rope_usable(x, cos, sin):  # long float32 inputs without gradients: one pass
+        return native.rope(x, cos, sin)
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
     return x * cos + rotated * sin
@@ -230,8 +243,8 @@ class Block(nn.Module):
     def forward(self, x, rope, mask, start, keep: int | None = None):
         """(B, T, C) → (B, T, C), or (B, keep, C) for the last `keep` positions (see Attention)."""
         h = self.attn(self.attn_norm(x), rope, mask, start, keep)
-        x = x[:, x.shape[1] - h.shape[1] :] + h
-        return x + self.mlp(self.mlp_norm(x))
+        x, normed = add_norm(self.mlp_norm, x[:, x.shape[1] - h.shape[1] :], h)
+        return x + self.mlp(normed)
 
 
 class Transformer(nn.Module):
