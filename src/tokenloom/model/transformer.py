@@ -240,11 +240,15 @@ class Block(nn.Module):
         self.attn_norm, self.attn = make_norm(config), Attention(config)
         self.mlp_norm, self.mlp = make_norm(config), MLP(config)
 
-    def forward(self, x, rope, mask, start, keep: int | None = None):
-        """(B, T, C) → (B, T, C), or (B, keep, C) for the last `keep` positions (see Attention)."""
-        h = self.attn(self.attn_norm(x), rope, mask, start, keep)
+    def forward(self, x, h, rope, mask, start, keep: int | None = None):
+        """The block on the residual stream x + h, where h is the previous block's last output
+        (None for the first block); (B, T, C) each. Returns the stream and this block's MLP
+        output, (B, T, C) each, or (B, keep, C) for the last `keep` positions (see Attention).
+        Each residual add is left to the norm that follows it, to run in one pass with it."""
+        x, normed = (x, self.attn_norm(x)) if h is None else add_norm(self.attn_norm, x, h)
+        h = self.attn(normed, rope, mask, start, keep)
         x, normed = add_norm(self.mlp_norm, x[:, x.shape[1] - h.shape[1] :], h)
-        return x + self.mlp(normed)
+        return x, self.mlp(normed)
 
 
 class Transformer(nn.Module):
@@ -340,10 +344,10 @@ class Transformer(nn.Module):
             else:
                 rope = (self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1))  # (B, 1, T, D)
         x = self.drop(x)
-        last = len(self.blocks) - 1
+        last, h = len(self.blocks) - 1, None
         for i, block in enumerate(self.blocks):
-            x = block(x, rope, mask, start, keep if i == last else None)  # (B, T, C); the last (B, keep, C)
-        return self.norm(x)
+            x, h = block(x, h, rope, mask, start, keep if i == last else None)  # (B, T, C); the last (B, keep, C)
+        return add_norm(self.norm, x, h)[1] if h is not None else self.norm(x)
 
     def forward(
         self,

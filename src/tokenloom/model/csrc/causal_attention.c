@@ -72,7 +72,7 @@ static inline __attribute__((always_inline)) void tile(
             }
         }
         __m512 top = _mm512_max_ps(_mm512_max_ps(s[r][0], s[r][1]), _mm512_max_ps(s[r][2], s[r][3]));
-        float m_new = fmaxf(m[r], _mm512_reduce_max_ps(top));
+        float top_r = _mm512_reduce_max_ps(top), m_new = top_r > m[r] ? top_r : m[r];
         alpha[r] = m[r] - m_new; /* exponentiated below, all rows at once */
         __m512 mv = _mm512_set1_ps(m_new), sum = _mm512_setzero_ps();
 #pragma GCC unroll 4
