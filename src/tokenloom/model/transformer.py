@@ -68,9 +68,11 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
 
-def add_norm(norm: nn.Module, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def add_norm(norm: nn.Module, x: torch.Tensor, h: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(x + h, norm(x + h)): a residual add and the norm after it, in one pass for RMSNorm on
-    long float32 inputs without gradients (tokenloom's CPU kernel)."""
+    long float32 inputs without gradients (tokenloom's CPU kernel). h None: (x, norm(x))."""
+    if h is None:
+        return x, norm(x)
     if isinstance(norm, RMSNorm) and native.norm_usable(x, norm.weight, h):
         return native.add_rms_norm(x, h, norm.weight, norm.eps)
     x = x + h
@@ -245,7 +247,7 @@ class Block(nn.Module):
         (None for the first block); (B, T, C) each. Returns the stream and this block's MLP
         output, (B, T, C) each, or (B, keep, C) for the last `keep` positions (see Attention).
         Each residual add is left to the norm that follows it, to run in one pass with it."""
-        x, normed = (x, self.attn_norm(x)) if h is None else add_norm(self.attn_norm, x, h)
+        x, normed = add_norm(self.attn_norm, x, h)
         h = self.attn(normed, rope, mask, start, keep)
         x, normed = add_norm(self.mlp_norm, x[:, x.shape[1] - h.shape[1] :], h)
         return x, self.mlp(normed)
@@ -347,7 +349,7 @@ class Transformer(nn.Module):
         last, h = len(self.blocks) - 1, None
         for i, block in enumerate(self.blocks):
             x, h = block(x, h, rope, mask, start, keep if i == last else None)  # (B, T, C); the last (B, keep, C)
-        return add_norm(self.norm, x, h)[1] if h is not None else self.norm(x)
+        return add_norm(self.norm, x, h)[1]
 
     def forward(
         self,
