@@ -2,8 +2,8 @@
 
 Scoring a 2,048-token window spends about a quarter of its time in attention, and
 PyTorch's fused CPU kernel reaches about 120 GFLOP/s there on this project's 2-core
-machine, against about 190–210 for matrix products. `csrc/causal_attention.c` reaches
-about 165 (README): blocks of 48 queries of one head run over the keys they can see in
+machine, against about 210–220 for matrix products. `csrc/causal_attention.c` reaches
+about 183 (README): blocks of 48 queries of one head run over the keys they can see in
 blocks of 64, with the softmax kept online and its exponential computed in registers;
 grouped-query heads read their shared keys in place, and the output is written straight
 into the (B, T, H, D) layout that the output projection reads. The rest is work that
@@ -47,7 +47,7 @@ SOURCES = ("causal_attention.c", "swiglu.c", "norm_rope.c", "logsumexp.c")  # bu
 FLAGS = ["-O3", "-march=x86-64-v4", "-fopenmp", "-shared", "-fPIC"]
 HEAD_DIMS = (64, 128)  # the head sizes the kernel is written for
 KEY_BLOCK = 64  # keys per block in the kernel (NK in the C source)
-MIN_ROWS = 64  # SwiGLU on fewer rows (decoding) stays with PyTorch
+MIN_ROWS = 64  # SwiGLU, RMSNorm, RoPE on fewer rows (decoding) stay with PyTorch
 MIN_QUERIES = 64  # fewer queries: PyTorch's kernel is faster (handing work to a thread costs ~0.1 ms)
 _NATIVE_ENV = "TOKENLOOM_NATIVE_KERNELS"
 
@@ -149,8 +149,9 @@ def attention_usable(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
     """Whether `causal_attention` takes these inputs: float32 CPU tensors, a supported head
     size, enough queries to gain, no gradient wanted, not under the compiler."""
     return (
-        _plain_cpu_float32(q, k, v)
-        and q.shape[2] >= MIN_QUERIES and q.shape[-1] in HEAD_DIMS and q.stride(-1) == 1 and v.stride(-1) == 1
+        not torch.compiler.is_compiling() and q.shape[2] >= MIN_QUERIES  # decoding leaves here
+        and _plain_cpu_float32(q, k, v)
+        and q.shape[-1] in HEAD_DIMS and q.stride(-1) == 1 and v.stride(-1) == 1
         and available()
     )
 
@@ -159,8 +160,9 @@ def swiglu_usable(h: torch.Tensor) -> bool:
     """Whether `swiglu` takes h: contiguous, float32 on the CPU, no gradient, at least MIN_ROWS rows,
     a width of 2F with F a multiple of 16."""
     return (
-        _plain_cpu_float32(h)
-        and h.is_contiguous() and h.shape[-1] % 32 == 0 and h.numel() >= MIN_ROWS * h.shape[-1]
+        not torch.compiler.is_compiling() and h.numel() >= MIN_ROWS * h.shape[-1]  # decoding leaves here
+        and _plain_cpu_float32(h)
+        and h.is_contiguous() and h.shape[-1] % 32 == 0
         and available()
     )
 
@@ -182,10 +184,12 @@ def norm_usable(x: torch.Tensor, weight: torch.Tensor, residual: torch.Tensor | 
     too), at least MIN_ROWS rows, no gradient."""
     extra = () if residual is None else (residual,)
     return (
-        _plain_cpu_float32(x, weight, *extra)
+        not torch.compiler.is_compiling()  # then the row count: decoding (one row a sequence) leaves at once
+        and x.dim() == 3 and x.shape[0] * x.shape[1] >= MIN_ROWS
+        and _plain_cpu_float32(x, weight, *extra)
         and all(r.shape == x.shape for r in extra)
-        and x.dim() == 3 and x.shape[-1] % 16 == 0 and x.stride(-1) == 1 and x.stride(-2) == x.shape[-1]
-        and weight.is_contiguous() and x.shape[0] * x.shape[1] >= MIN_ROWS and available()
+        and x.shape[-1] % 16 == 0 and x.stride(-1) == 1 and x.stride(-2) == x.shape[-1]
+        and weight.is_contiguous() and available()
     )
 
 
