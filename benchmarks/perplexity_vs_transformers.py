@@ -18,6 +18,13 @@ on both sides alike. Two clocks: wall time, and the CPU time of this process (al
 its threads), which is the fairer one on a machine shared with other jobs: it
 counts the work done, not the time spent waiting for a core.
 
+It also prints the float32 ceiling: the multiply-adds that scoring these windows
+takes in any implementation (every projection at every input position, causal
+attention over the pairs each query sees, the output layer at the scored positions
+only), against the CPU's multiply-add peak measured by benchmarks/fma_peak.c. That
+gives the least time any float32 implementation could take here, and so the highest
+ratio to the recipe that this machine allows.
+
 TOKENLOOM_NATIVE_KERNELS=0 in the environment measures tokenloom with PyTorch's
 operations instead of its own CPU kernels (tokenloom.model.native).
 """
@@ -26,6 +33,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import shutil
+import subprocess
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -49,6 +60,38 @@ def load_hf(name: str, dtype: torch.dtype):
         warnings.simplefilter("ignore")
         model = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
     return model.eval()
+
+
+def float32_work(config, windows) -> float:
+    """FLOPs (a multiply-add counts 2) that scoring `windows` takes at the least."""
+    hd = config.head_dim
+    mlp = 3 if config.mlp == "swiglu" else 2  # gate, up, down / up, down
+    per_position = config.n_layers * config.dim * (2 * config.n_heads * hd + 2 * config.n_kv_heads * hd
+                                                     + mlp * config.hidden_dim)
+    macs = 0
+    for w in windows:
+        length = w.end - w.begin
+        pairs = length * (length + 1) // 2  # causal: query i sees keys 0..i
+        macs += length * per_position + config.n_layers * config.n_heads * 2 * hd * pairs  # q·k and p·v
+        macs += w.scored * config.dim * config.vocab_size  # the output layer where a target is scored
+    return 2.0 * macs
+
+
+def fma_peak(threads: int) -> float | None:
+    """The CPU's float32 multiply-add peak in FLOP/s on `threads` threads, or None (no compiler, no AVX-512)."""
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        program = Path(tmp) / "fma_peak"
+        try:
+            subprocess.run([compiler, "-O2", "-march=x86-64-v4", "-fopenmp", "-o", str(program),
+                            str(Path(__file__).with_name("fma_peak.c"))], check=True, capture_output=True)
+            out = subprocess.run([str(program)], check=True, capture_output=True, text=True,
+                                 env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        except (OSError, subprocess.CalledProcessError):  # no AVX-512 (SIGILL), or no OpenMP
+            return None
+    return float(out.stdout) * 1e9
 
 
 class Clock:
@@ -126,6 +169,14 @@ def main() -> None:
               f"({scored / clock.wall:6.1f} tok/s)  cpu {clock.cpu:7.1f} s ({scored / clock.cpu:6.1f} tok/cpu-s)")
     print(f"relative difference {abs(ours.perplexity - hf_ppl) / hf_ppl:.2e}; speed ratio (transformers time / ours): "
           f"wall {hf_t.wall / ours_t.wall:.2f}x, cpu {hf_t.cpu / ours_t.cpu:.2f}x  (batch {args.batch_size or 'default'})")
+
+    if args.precision == "float32" and (peak := fma_peak(torch.get_num_threads())):
+        work = float32_work(lm.model.config, plan_windows(len(ids), args.context, args.stride)) * args.rounds
+        least = work / peak
+        print(f"float32 ceiling: {work / args.rounds / 1e9:.1f} GFLOP a turn at the CPU's multiply-add peak of "
+              f"{peak / 1e9:.1f} GFLOP/s (benchmarks/fma_peak.c) takes at least {least / args.rounds:.1f} s; "
+              f"tokenloom runs at {least / ours_t.wall:.0%} of that peak, transformers at {least / hf_t.wall:.0%}; "
+              f"the highest ratio any float32 implementation could show here: {hf_t.wall / least:.2f}x")
 
 
 if __name__ == "__main__":
