@@ -19,9 +19,7 @@ its threads), which is the fairer one on a machine shared with other jobs: it
 counts the work done, not the time spent waiting for a core.
 
 It also prints the float32 ceiling: the multiply-adds that scoring these windows
-takes in any implementation (every projection at every input position, causal
-attention over the pairs each query sees, the output layer at the scored positions
-only), against the CPU's multiply-add peak measured by benchmarks/fma_peak.c. That
+takes in any implementation (`float32_work`), against the CPU's multiply-add peak measured by benchmarks/fma_peak.c. That
 gives the least time any float32 implementation could take here, and so the highest
 ratio to the recipe that this machine allows.
 
@@ -63,17 +61,28 @@ def load_hf(name: str, dtype: torch.dtype):
 
 
 def float32_work(config, windows) -> float:
-    """FLOPs (a multiply-add counts 2) that scoring `windows` takes at the least."""
+    """FLOPs (a multiply-add counts 2) that scoring `windows` takes at the least.
+
+    Every block at every input position, except that the last block needs only the keys
+    and values of the positions whose outputs are not scored (a window's last `scored`
+    inputs predict its targets); causal attention over the pairs each query sees; the
+    output layer at the scored positions alone.
+    """
     hd = config.head_dim
-    mlp = 3 if config.mlp == "swiglu" else 2  # gate, up, down / up, down
-    per_position = config.n_layers * config.dim * (2 * config.n_heads * hd + 2 * config.n_kv_heads * hd
-                                                     + mlp * config.hidden_dim)
+    q_o = 2 * config.n_heads * hd * config.dim  # query and output projections
+    k_v = 2 * config.n_kv_heads * hd * config.dim
+    mlp = (3 if config.mlp == "swiglu" else 2) * config.hidden_dim * config.dim  # gate, up, down / up, down
+    pair = 2 * config.n_heads * hd  # q·k and p·v for one query and one visible key, all heads
+
+    def seen(a: int, b: int) -> int:  # keys seen by the queries at positions a..b-1 together
+        return (b * (b + 1) - a * (a + 1)) // 2
+
     macs = 0
     for w in windows:
-        length = w.end - w.begin
-        pairs = length * (length + 1) // 2  # causal: query i sees keys 0..i
-        macs += length * per_position + config.n_layers * config.n_heads * 2 * hd * pairs  # q·k and p·v
-        macs += w.scored * config.dim * config.vocab_size  # the output layer where a target is scored
+        length, kept = w.end - w.begin, w.scored
+        macs += (config.n_layers - 1) * (length * (q_o + k_v + mlp) + pair * seen(0, length))
+        macs += length * k_v + kept * (q_o + mlp) + pair * seen(length - kept, length)  # the last block
+        macs += kept * config.dim * config.vocab_size  # the output layer
     return 2.0 * macs
 
 
