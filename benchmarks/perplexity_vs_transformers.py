@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -88,7 +87,7 @@ def float32_work(config, windows) -> float:
 
 def fma_peak(threads: int) -> float | None:
     """The CPU's float32 multiply-add peak in FLOP/s on `threads` threads, or None (no compiler, no AVX-512)."""
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    compiler = native.c_compiler()
     if compiler is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:

@@ -71,11 +71,16 @@ def cache_dir() -> Path:
     return Path(root) / "tokenloom"
 
 
+def c_compiler() -> str | None:
+    """The C compiler to build with: $CC, else cc or gcc on the PATH; None when there is none."""
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
 def _build() -> ctypes.CDLL | None:
     """Compile the kernels (once per sources and flags) and load them; None when that cannot be done."""
     if sys.platform != "linux" or torch.backends.cpu.get_cpu_capability() != "AVX512":
         return None
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    compiler = c_compiler()
     if compiler is None:
         log.info("no C compiler found: PyTorch's operations are used instead of tokenloom's CPU kernels")
         return None
@@ -225,11 +230,13 @@ def rope_usable(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> bool:
     """Whether `rope` takes x (B, N, T, D) and the tables (B or 1, 1, T, D): float32 on the CPU,
     D a multiple of 32 and contiguous, at least MIN_ROWS positions in all, no gradient."""
     return (
-        _plain_cpu_float32(x, cos, sin)
-        and x.dim() == 4 and cos.dim() == 4 and x.shape[-1] % 32 == 0 and x.stride(-1) == 1
+        not torch.compiler.is_compiling()  # then the row count: short inputs leave at once
+        and x.dim() == 4 and x.shape[0] * x.shape[2] >= MIN_ROWS
+        and _plain_cpu_float32(x, cos, sin)
+        and cos.dim() == 4 and x.shape[-1] % 32 == 0 and x.stride(-1) == 1
         and cos.shape == sin.shape and cos.stride() == sin.stride() and cos.stride(-1) == 1
         and cos.shape[1] == 1 and cos.shape[0] in (1, x.shape[0]) and tuple(cos.shape[2:]) == tuple(x.shape[2:])
-        and x.shape[0] * x.shape[2] >= MIN_ROWS and available()
+        and available()
     )
 
 
