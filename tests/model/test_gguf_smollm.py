@@ -82,3 +82,32 @@ def test_bfloat16_stays_close_to_float32(smollm):
     p16 = torch.softmax(lm16.logits(ids)[-1], -1)
     assert p32.argmax() == p16.argmax()
     assert (p32 - p16).abs().sum().item() < 0.1
+
+
+AVX2_BFLOAT16 = """
+import logging, torch, tokenloom as tl
+from tokenloom.model import kernels
+logging.basicConfig(level=logging.WARNING)
+assert not kernels.bfloat16_packing()
+lm16 = tl.load("smollm2-135m-instruct", precision="bfloat16")
+lm32 = tl.load("smollm2-135m-instruct", precision="float32")
+ids = lm32.tokenizer.encode("The cat sat on the")
+p16, p32 = (torch.softmax(lm.logits(ids)[-1], -1) for lm in (lm16, lm32))
+assert p16.argmax() == p32.argmax() and (p16 - p32).abs().sum().item() < 0.1
+out = lm16.generate("The cat", tl.SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))
+assert len(out.token_ids) == 4
+print("ok")
+"""
+
+
+def test_bfloat16_works_where_onednn_has_only_avx2():
+    """oneDNN limited to AVX2 (as on an AMD EPYC Zen 3) cannot pack bfloat16 weights: F.linear instead, one warning."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    run = subprocess.run([sys.executable, "-c", AVX2_BFLOAT16], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().endswith("ok")
+    assert run.stderr.count("bfloat16 weights are not prepacked") == 1

@@ -16,12 +16,33 @@ traced instead, and inductor chooses its own kernel.
 
 from __future__ import annotations
 
+import functools
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 PACK_ROWS = 8  # the row count oneDNN picks its layout for: fast from 1 to 8 rows
 _MKLDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def bfloat16_packing() -> bool:
+    """Whether oneDNN can pack bfloat16 weights on this CPU.
+
+    Its bfloat16 path needs AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT; on an AVX2-only CPU
+    (an AMD EPYC Zen 3, say) the reorder raises. There bfloat16 products stay on
+    `F.linear`, which is correct everywhere, and this is said once.
+    """
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    supported = bool(check()) if check is not None else False
+    if _MKLDNN and not supported:
+        log.warning("bfloat16 weights are not prepacked: oneDNN's bfloat16 path needs AVX-512 (BW, VL, DQ) "
+                    "or AVX-NE-CONVERT, which this CPU (%s) lacks; bfloat16 products use F.linear",
+                    torch.backends.cpu.get_cpu_capability())
+    return supported
 
 
 class Packed:
@@ -33,8 +54,9 @@ class Packed:
 
     @staticmethod
     def supported(weight: torch.Tensor) -> bool:
-        return _MKLDNN and weight.device.type == "cpu" and weight.dim() == 2 and weight.dtype in (
-            torch.float32, torch.bfloat16)
+        if not (_MKLDNN and weight.device.type == "cpu" and weight.dim() == 2):
+            return False
+        return weight.dtype == torch.float32 or (weight.dtype == torch.bfloat16 and bfloat16_packing())
 
 
 def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, packed: Packed | None):
