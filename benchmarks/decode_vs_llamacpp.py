@@ -73,29 +73,31 @@ def file_bytes(path: Path) -> int:
 
 # -- our side -----------------------------------------------------------------------
 class Ours:
-    def __init__(self, lm, step):
-        self.model, self.step = lm.model, step
+    """The runtime's own forward passes (`Engine.prefill`, `Engine.decode`) over its KV pool."""
+
+    def __init__(self, lm):
+        self.model, self.engine = lm.model, lm.engine
 
     def decode(self, prompts: torch.Tensor, tokens: torch.Tensor) -> float:
         """Seconds for len(tokens) steps after the prompts; prompts (B, P), tokens (N, B)."""
-        model = self.model
         B, P = prompts.shape
+        pool = self.model.new_kv_pool()
+        pool.reserve(B, P + len(tokens))
+        slots = list(range(B))
         with torch.inference_mode():
-            model.setup_cache(B, model.config.max_seq_len if self.step is not model else P + len(tokens))
-            model(prompts)
+            for b in slots:
+                self.engine.prefill(pool, b, prompts[b].tolist(), 0)
             start = time.perf_counter()
-            for i, token in enumerate(tokens):
-                self.step(token[:, None], start=P + i)
+            for i, token in enumerate(tokens.tolist()):
+                self.engine.decode(pool, slots, [P + i] * B, token)
             elapsed = time.perf_counter() - start
-            model.clear_cache()
         return elapsed
 
     def prompt(self, ids: torch.Tensor) -> float:
+        pool = self.model.new_kv_pool()
+        pool.reserve(1, ids.shape[1])
         with torch.inference_mode():
-            self.model.setup_cache(1, ids.shape[1])
-            elapsed = _timed(lambda: self.model(ids, last_only=True))
-            self.model.clear_cache()
-        return elapsed
+            return _timed(lambda: self.engine.prefill(pool, 0, ids[0].tolist(), 0))
 
 
 # -- llama.cpp ----------------------------------------------------------------------
@@ -187,11 +189,11 @@ def main() -> None:
     eight_tokens = torch.randint(0, lm.config.vocab_size, (args.tokens, 8), generator=gen)
     long_prompt = torch.tensor([ids[2000:2512]])
 
-    engines = {"tokenloom": Ours(lm, lm.model)}
+    engines = {"tokenloom": Ours(lm)}
     if args.compile:
         start = time.perf_counter()
         compiled = tl.load("smollm2-135m-instruct", precision="native", compile=True)
-        engines["tokenloom (compiled)"] = Ours(compiled, compiled.engine.step)
+        engines["tokenloom (compiled)"] = Ours(compiled)
         engines["tokenloom (compiled)"].decode(one_prompt, one_tokens[:2])
         print(f"torch.compile, first decode step (compilation): {time.perf_counter() - start:.1f} s")
     cpp = load_llamacpp(path, args.threads, n_ctx=1024)

@@ -20,10 +20,13 @@ def _separately(lm, prompt: list[int], cont: list[int]) -> float:
 
 def test_shared_prefix_kv_reuse_equals_scoring_each_label_separately(smollm):
     tok = smollm.tokenizer
-    prompts = [tok.encode("Review: a gem of a film\nSentiment:"), tok.encode("Review: dull\nSentiment:")]
+    long_review = "Review: a gem of a film, with a cast that never puts a foot wrong and a score I still hum"
+    prompts = [tok.encode(long_review + "\nSentiment:"), tok.encode("Review: dull\nSentiment:")]
     labels = [tok.encode(" negative"), tok.encode(" positive"), tok.encode(" mixed")]
-    scores = continuation_logprobs(smollm.model, prompts, labels, tok.pad_id)
-    assert len(scores) == 6 and smollm.model.blocks[0].attn.cache is None  # cache released
+    hits = smollm.scheduler.prefix.hits
+    scores = continuation_logprobs(smollm, prompts, labels)
+    assert len(scores) == 6
+    assert smollm.scheduler.prefix.hits >= hits + 2  # the long prompt was computed once for its three labels
     for b, prompt in enumerate(prompts):
         for j, label in enumerate(labels):
             assert len(scores[b * 3 + j]) == len(label)

@@ -5,7 +5,7 @@ import torch
 
 import tokenloom as tl
 from tokenloom.errors import InvalidArgument
-from tokenloom.generation.engine import attention_mask, left_pad
+from tokenloom.model.kv_cache import KVPool
 
 GREEDY = dict(temperature=0, ignore_eos=True)
 
@@ -28,14 +28,24 @@ def test_cached_decoding_equals_full_recomputation(request, which):
     full = lm.logits(prompt + out.token_ids)  # (T, V) without any cache
     expected = full[len(prompt) - 1 : -1].argmax(-1).tolist()
     assert out.token_ids == expected
-    engine = lm.engine
+    engine, pool = lm.engine, lm.model.new_kv_pool()
+    pool.reserve(1, len(prompt) + 8)
     with torch.inference_mode():
-        logits, pad = engine.prefill([prompt], len(prompt) + 8)
-        steps = [logits[0]]
+        steps = [engine.prefill(pool, 0, prompt, 0)[-1]]
         for i, token in enumerate(out.token_ids[:7]):
-            steps.append(engine.decode_step(torch.tensor([token]), len(prompt) + i, pad)[0])
-    lm.model.clear_cache()
+            steps.append(engine.decode(pool, [0], [len(prompt) + i], [token])[0])
     assert torch.allclose(torch.stack(steps), full[len(prompt) - 1 : len(prompt) + 7], atol=1e-4)
+
+
+def test_a_prompt_prefilled_in_chunks_gives_the_logits_of_one_pass(tiny):
+    prompt = tiny.tokenizer.encode("The cat sat on the mat and the dog ran in the park")
+    full = tiny.logits(prompt)
+    engine, pool = tiny.engine, tiny.model.new_kv_pool()
+    pool.reserve(1, len(prompt))
+    with torch.inference_mode():
+        first = engine.prefill(pool, 0, prompt[:5], 0, keep=5)
+        rest = engine.prefill(pool, 0, prompt[5:], 5, keep=len(prompt) - 5)
+    assert torch.allclose(torch.cat([first, rest]), full, atol=1e-4)
 
 
 @pytest.mark.parametrize("which", ["tiny", "tiny_gpt2"])
@@ -134,13 +144,27 @@ def test_logprobs_are_log_softmax_of_the_model_logits(tiny):
         assert [t[1] for t in entry.top] == row.topk(3).indices.tolist()
 
 
-def test_left_padding_mask_hides_pads_and_keeps_causality():
-    ids, pad = left_pad([[5, 6, 7], [9]], pad_id=0)
-    assert ids.tolist() == [[5, 6, 7], [0, 0, 9]] and pad.tolist() == [0, 2]
-    mask = attention_mask(pad, 0, 3)[:, 0]
-    assert mask[0].tolist() == [[True, False, False], [True, True, False], [True, True, True]]
-    assert mask[1].tolist() == [[True, False, False], [False, True, False], [False, False, True]]
-    assert attention_mask(torch.tensor([0, 0]), 0, 3) is None
+def test_decode_view_masks_each_row_at_its_own_length():
+    pool = KVPool(n_layers=1, kv_heads=1, head_dim=2, max_len=16)
+    pool.reserve(2, 8)
+    view = pool.decode_view([0, 1], [3, 1])
+    assert view.mask[:, 0, 0].tolist() == [[True] * 4, [True, True, False, False]]
+    k = torch.tensor([[[[1.0, 2.0]]], [[[3.0, 4.0]]]])  # (B=2, Hkv=1, 1, D=2)
+    keys, _, _ = view.update(0, k, k)
+    assert keys.shape == (2, 1, 4, 2)
+    assert pool.k[0][0, 0, 3].tolist() == [1.0, 2.0] and pool.k[0][1, 0, 1].tolist() == [3.0, 4.0]
+    assert pool.decode_view([0, 1], [2, 2]).mask is None  # same lengths: plain attention
+
+
+def test_the_pool_grows_and_keeps_what_it_held():
+    pool = KVPool(n_layers=2, kv_heads=1, head_dim=2, max_len=4096)
+    pool.reserve(1, 10)
+    pool.k[1][0, 0, 5] = 7.0
+    pool.reserve(6, 600)
+    assert pool.slots == 8 and pool.capacity == 1024
+    assert pool.k[1][0, 0, 5].tolist() == [7.0, 7.0]
+    pool.move(0, 3, 6)
+    assert pool.k[1][3, 0, 5].tolist() == [7.0, 7.0]
 
 
 @pytest.mark.parametrize(

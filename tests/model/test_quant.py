@@ -95,10 +95,10 @@ def test_native_decode_steps_match_a_full_pass(smollm_native):
     ids = torch.tensor([smollm_native.tokenizer.encode("One two three four five six")])
     with torch.inference_mode():
         full = model(ids).float()
-        model.setup_cache(1, 16)
-        model(ids[:, :3])
-        steps = [model(ids[:, i : i + 1], start=i).float() for i in range(3, ids.shape[1])]
-        model.clear_cache()
+        pool = model.new_kv_pool()
+        pool.reserve(1, 16)
+        model(ids[:, :3], cache=pool.prefill_view(0, 0, 3))
+        steps = [model(ids[:, i : i + 1], cache=pool.decode_view([0], [i])).float() for i in range(3, ids.shape[1])]
     stepped, whole = torch.cat(steps, dim=1).log_softmax(-1), full[:, 3:].log_softmax(-1)
     # Products take bfloat16 inputs, so two orders of the same float32 arithmetic round a few
     # inputs differently and the difference grows over 30 layers: compare distributions, with

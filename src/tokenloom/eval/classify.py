@@ -63,9 +63,7 @@ def label_scores(lm, prompts: list[str], labels: list[str], prefix: str = " ", b
         for i, (_, conts) in enumerate(encoded):
             groups.setdefault(tuple(map(tuple, conts)), []).append(i)
         for conts, rows in groups.items():
-            scores = continuation_logprobs(
-                lm.model, [encoded[i][0] for i in rows], [list(c) for c in conts], lm.tokenizer.pad_id
-            )
+            scores = continuation_logprobs(lm, [encoded[i][0] for i in rows], [list(c) for c in conts])
             for k, s in enumerate(scores):
                 row, j = start + rows[k // len(labels)], k % len(labels)
                 sums[row, j], means[row, j] = s.sum(), s.mean()
@@ -178,7 +176,7 @@ def fill_blank(lm, sentence: str, candidates: list[str] | None = None, blank: st
     head, _ = split_whitespace(before, "")
     prompt = [prefix_token_id(lm.tokenizer)] + (lm.tokenizer.encode(head, add_bos=False) if head else [])
     conts = [lm.tokenizer.encode(split_whitespace(before, c + after)[1], add_bos=False) for c in candidates]
-    scores = continuation_logprobs(lm.model, [prompt], conts, lm.tokenizer.pad_id)
+    scores = continuation_logprobs(lm, [prompt], conts)
     ranking = sorted(zip(candidates, (float(s.sum()) for s in scores)), key=lambda pair: -pair[1])
     return FillBlank(before + ranking[0][0] + after, ranking)
 

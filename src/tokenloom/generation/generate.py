@@ -21,6 +21,7 @@ from tokenloom.generation.engine import Completion, Engine, Request
 from tokenloom.generation.history import TokenHistory
 from tokenloom.generation.params import SamplingParams
 from tokenloom.generation.sampler import Sampler
+from tokenloom.generation.scheduler import RuntimeLimits, Scheduler
 from tokenloom.model.registry import DEFAULT_MODEL, load_model
 
 
@@ -34,7 +35,8 @@ class TokenProb:
         return {"token": self.token, "id": self.id, "prob": self.prob}
 
 
-def load(name_or_path: str | Path = DEFAULT_MODEL, precision: str = "auto", compile: bool = False) -> "LanguageModel":
+def load(name_or_path: str | Path = DEFAULT_MODEL, precision: str = "auto", compile: bool = False,
+         limits: RuntimeLimits | None = None) -> "LanguageModel":
     """A model by registered name, GGUF path, Hugging Face folder or tokenloom checkpoint.
 
     precision: "auto" (the default) computes a GGUF file's quantized weights natively
@@ -42,20 +44,24 @@ def load(name_or_path: str | Path = DEFAULT_MODEL, precision: str = "auto", comp
     else in float32; "float32" and "bfloat16" dequantize everything, for exact work.
     compile: run decode steps through `torch.compile` (faster steps after a compilation
     of tens of seconds on the first request; see `Engine.compile`).
+    limits: what the runtime runs at once (`RuntimeLimits`: running sequences, queue,
+    cache memory, prefix cache, prefill chunk).
     """
     model, tokenizer, source = load_model(name_or_path, precision)
-    lm = LanguageModel(model, tokenizer, name=str(name_or_path), source=source)
+    lm = LanguageModel(model, tokenizer, name=str(name_or_path), source=source, limits=limits)
     if compile:
         lm.engine.compile()
     return lm
 
 
 class LanguageModel:
-    def __init__(self, model, tokenizer, name: str = "", source: Path | None = None):
+    def __init__(self, model, tokenizer, name: str = "", source: Path | None = None,
+                 limits: RuntimeLimits | None = None):
         self.model, self.tokenizer = model, tokenizer
         self.name, self.source, self.precision = name, source, model.precision
         self.config = model.config
         self.engine = Engine(model, tokenizer)
+        self.scheduler = Scheduler(self.engine, limits)  # every call below runs through it
 
     def __repr__(self) -> str:
         c = self.config
@@ -84,9 +90,8 @@ class LanguageModel:
             return self.model(ids)[0].float()
 
     def next_token_logits(self, text: str) -> torch.Tensor:
-        ids = self.encode_prompt(text)
-        with torch.inference_mode():
-            return self.model(torch.tensor([ids]), last_only=True)[0, -1].float()  # (V,)
+        """Logits (V,) of the token after `text`, prefilled by the runtime (its prefix cache included)."""
+        return self.scheduler.score(self.encode_prompt(text), keep=1)[-1]  # (V,)
 
     def next_token_distribution(self, text: str, top: int = 10, temperature: float = 1.0) -> list[TokenProb]:
         """The `top` most likely next tokens with P_i = exp(l_i/T) / Σ_j exp(l_j/T)."""
@@ -130,18 +135,25 @@ class LanguageModel:
         return self._complete(requests)
 
     def _complete(self, requests: list[Request]) -> list[Completion]:
-        """Run the engine to the end; the completions in request order."""
-        done = {s.index: s.finished for s in self.engine.run(requests) if s.finished is not None}
-        return [done[i] for i in range(len(requests))]
+        """Run every request through the runtime; the completions in request order."""
+        handles = self.scheduler.submit_many(requests, block=True)
+        completions = [handle.result() for handle in handles]
+        for i, completion in enumerate(completions):
+            completion.index = i
+        return completions
 
     def stream(self, prompt: str, params: SamplingParams | None = None, **overrides) -> Iterator[str]:
         """Text pieces as they are generated; never half a UTF-8 character, never part of a stop string."""
         params = self._params(params, overrides)
         if params.n != 1:
             raise InvalidArgument(f"stream produces one sequence; n must be 1, got {params.n}")
-        for step in self.engine.run(self._requests([prompt], params)):
-            if step.text:
-                yield step.text
+        handle = self.scheduler.submit_many(self._requests([prompt], params), block=True)[0]
+        try:
+            for step in handle:
+                if step.text:
+                    yield step.text
+        finally:  # a consumer that stops early frees the sequence
+            handle.cancel()
 
     def chat(self, messages: list[dict], params: SamplingParams | None = None, **overrides):
         """Reply to chat messages, rendered with the model's own chat template."""

@@ -6,8 +6,10 @@ the `ModelConfig` picks the parts. Query, key and value share one fused projecti
 and so do the SwiGLU gate and up projections: fewer, larger matrix products per step.
 
 Teacher forcing lives in `forward(ids, targets=...)`, which also returns the loss
--(1/T) Σ_t log P(x_t | x_<t); generation calls `forward` with a KV cache, once for
-the prompt (prefill) and then once per new position.
+-(1/T) Σ_t log P(x_t | x_<t); generation calls `forward` with a view of a KV cache
+that the runtime owns (model/kv_cache.py), once per prompt chunk (prefill) and then
+once per new position. The modules themselves hold no per-request state, so any
+number of callers can share one model.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from torch import nn
 from tokenloom.model import native
 from tokenloom.model.config import ModelConfig
 from tokenloom.model.kernels import Linear, Packed, packed_linear
-from tokenloom.model.kv_cache import KVCache
+from tokenloom.model.kv_cache import KVPool
 
 
 class _RMSNormFunction(torch.autograd.Function):
@@ -127,19 +129,20 @@ MATH_ATTENTION_MAX_T = 128  # compiled windows up to this length use the plain p
 
 
 class Attention(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, layer: int = 0):
         super().__init__()
+        self.layer = layer  # which of the cache's layers this one reads and writes
         self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
         q_dim, kv_dim = config.n_heads * config.head_dim, config.n_kv_heads * config.head_dim
         self.split = (q_dim, kv_dim, kv_dim)
         self.qkv = Linear(config.dim, q_dim + 2 * kv_dim, bias=config.bias)
         self.out = Linear(q_dim, config.dim, bias=config.bias)
         self.use_rope = config.positions == "rope"
-        self.cache: KVCache | None = None
 
-    def forward(self, x, rope, mask, start: int, keep: int | None = None) -> torch.Tensor:
+    def forward(self, x, rope, cache, keep: int | None = None) -> torch.Tensor:
         """(B, T, C) → (B, T, C); with `keep`, the output for the last `keep` positions only,
-        (B, keep, C): keys and values still come from (and go to the cache for) all T."""
+        (B, keep, C): keys and values still come from (and go to the cache for) all T.
+        cache: a view of the runtime's KV cache (model/kv_cache.py) or None (plain causal)."""
         B, T, _ = x.shape
         # Attention itself runs in float32 whatever the weights' precision: the CPU's
         # bfloat16 batched products are slower than float32 ones at these sizes.
@@ -153,8 +156,9 @@ class Attention(nn.Module):
         else:
             q, k = heads[:, : self.n_heads], heads[:, self.n_heads : n_qk]
         v = heads[:, n_qk:]  # (B, Hkv, T, D)
-        if self.cache is not None:
-            k, v = self.cache.write(start, k, v)  # (B, Hkv, S, D)
+        mask = None
+        if cache is not None:
+            k, v, mask = cache.update(self.layer, k, v)  # (B, Hkv, S, D); mask (B, 1, T, S) or None
         if keep is not None and keep < T:
             q = q[:, :, T - keep :]  # (B, H, keep, D)
             mask = mask[:, :, T - keep :] if mask is not None else None
@@ -237,18 +241,18 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, layer: int = 0):
         super().__init__()
-        self.attn_norm, self.attn = make_norm(config), Attention(config)
+        self.attn_norm, self.attn = make_norm(config), Attention(config, layer)
         self.mlp_norm, self.mlp = make_norm(config), MLP(config)
 
-    def forward(self, x, h, rope, mask, start, keep: int | None = None):
+    def forward(self, x, h, rope, cache, keep: int | None = None):
         """The block on the residual stream x + h, where h is the previous block's last output
         (None for the first block); (B, T, C) each. Returns the stream and this block's MLP
         output, (B, T, C) each, or (B, keep, C) for the last `keep` positions (see Attention).
         Each residual add is left to the norm that follows it, to run in one pass with it."""
         x, normed = add_norm(self.attn_norm, x, h)
-        h = self.attn(normed, rope, mask, start, keep)
+        h = self.attn(normed, rope, cache, keep)
         x, normed = add_norm(self.mlp_norm, x[:, x.shape[1] - h.shape[1] :], h)
         return x, self.mlp(normed)
 
@@ -259,7 +263,7 @@ class Transformer(nn.Module):
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.dim)
         self.pos_embed = nn.Embedding(config.max_seq_len, config.dim) if config.positions == "learned" else None
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.blocks = nn.ModuleList(Block(config, layer) for layer in range(config.n_layers))
         self.norm = make_norm(config)
         self.head = None if config.tie_embeddings else Linear(config.dim, config.vocab_size, bias=False)
         self.drop = nn.Dropout(config.dropout)
@@ -284,13 +288,10 @@ class Transformer(nn.Module):
         if self.config.positions == "rope":
             self.rope_cos, self.rope_sin = rope_tables(self.config, length or self.config.max_seq_len)
 
-    def setup_cache(self, batch: int, max_len: int) -> None:
-        """Preallocate one KV cache per layer for `batch` sequences of up to `max_len` positions."""
+    def new_kv_pool(self) -> KVPool:
+        """An empty KV cache for this model's shapes (float32, as the attention that reads it)."""
         c = self.config
-        for block in self.blocks:  # float32, as the attention that reads it
-            block.attn.cache = KVCache(batch, c.n_kv_heads, max_len, c.head_dim, torch.float32)
-        if self.config.positions == "rope" and (self.rope_cos is None or self.rope_cos.shape[0] < max_len):
-            self.setup_rope(max(max_len, c.max_seq_len))
+        return KVPool(c.n_layers, c.n_kv_heads, c.head_dim, c.max_seq_len, torch.float32)
 
     def pack_for_inference(self) -> None:
         """Prepack every projection and the output layer for fast decoding (see model/kernels.py)."""
@@ -299,10 +300,6 @@ class Transformer(nn.Module):
                 module.pack()
         tied = self.embed.weight.detach() if self.head is None else None
         self.packed_output = Packed(tied) if tied is not None and Packed.supported(tied) else None
-
-    def clear_cache(self) -> None:
-        for block in self.blocks:
-            block.attn.cache = None
 
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits (..., V) from final hidden states (..., C): the output layer, or the tied embedding."""
@@ -315,30 +312,30 @@ class Transformer(nn.Module):
         self,
         ids: torch.Tensor,
         *,
-        start: int = 0,
-        positions: torch.Tensor | None = None,
-        mask: torch.Tensor | None = None,
+        cache=None,
         keep: int | None = None,
     ) -> torch.Tensor:
         """Final hidden states (B, T, C), after the last norm, for ids (B, T).
 
-        start: cache slot of ids[:, 0] (0 without a cache). positions: (B, T) position of
-        each token (default start + arange(T)); rows that are left-padded start later.
-        mask: (B, 1, T, S) bool, True where a query may attend to a slot; None means plain causal.
+        cache: a view of the runtime's KV cache (`KVPool.prefill_view` / `decode_view`),
+        which gives each token's position and stores the keys and values; None for
+        teacher forcing (positions 0..T-1, plain causal attention).
         keep: return the last `keep` positions only, (B, keep, C). Nothing after the last
         block's keys and values depends on the other positions, so that block computes its
         queries, attention and MLP for these positions alone (scoring, generation).
         """
         B, T = ids.shape
-        if positions is None:
-            positions = torch.arange(start, start + T, device=ids.device).expand(B, T)  # (B, T)
+        if cache is not None:
+            positions = cache.positions().expand(B, T)  # (B, T)
+        else:
+            positions = torch.arange(T, device=ids.device).expand(B, T)  # (B, T)
         x = self.embed(ids)  # (B, T, C)
         if self.pos_embed is not None:
             x = x + self.pos_embed(positions)
         rope = None
         if self.config.positions == "rope":
-            if self.rope_cos is None or self.rope_cos.shape[0] < start + T:
-                self.setup_rope(max(start + T, self.config.max_seq_len))
+            if self.rope_cos is None:  # tables for the whole context, made once
+                self.setup_rope()
             if T == 1:  # decoding: one rotation matrix per head
                 c = self.config
                 rope = (rope_matrices(self.rope_cos[positions[:, 0]], self.rope_sin[positions[:, 0]],
@@ -348,25 +345,24 @@ class Transformer(nn.Module):
         x = self.drop(x)
         last, h = len(self.blocks) - 1, None
         for i, block in enumerate(self.blocks):
-            x, h = block(x, h, rope, mask, start, keep if i == last else None)  # (B, T, C); the last (B, keep, C)
+            x, h = block(x, h, rope, cache, keep if i == last else None)  # (B, T, C); the last (B, keep, C)
         return add_norm(self.norm, x, h)[1]
 
     def forward(
         self,
         ids: torch.Tensor,
         *,
-        start: int = 0,
-        positions: torch.Tensor | None = None,
-        mask: torch.Tensor | None = None,
+        cache=None,
         targets: torch.Tensor | None = None,
         last_only: bool = False,
+        keep: int | None = None,
     ):
         """Logits (B, T, V) for ids (B, T); with `targets`, also the mean cross-entropy.
 
-        start, positions, mask: as in `hidden`. last_only: logits (B, 1, V) for the last
-        position only (generation).
+        cache: as in `hidden`. last_only: logits (B, 1, V) for the last position only
+        (generation); keep: for the last `keep` positions (scoring continuations).
         """
-        x = self.hidden(ids, start=start, positions=positions, mask=mask, keep=1 if last_only else None)
+        x = self.hidden(ids, cache=cache, keep=1 if last_only else keep)
         logits = self.project(x)  # (B, T, V)
         if targets is None:
             return logits

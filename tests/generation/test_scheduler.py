@@ -1,0 +1,199 @@
+"""The runtime: requests that join and leave a running batch, threads, prefix cache, limits."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import tokenloom as tl
+from tokenloom.errors import InvalidArgument
+from tokenloom.generation.engine import Request
+from tokenloom.generation.generate import LanguageModel
+from tokenloom.generation.scheduler import QueueFull, RuntimeLimits, Scheduler
+
+GREEDY = dict(temperature=0, ignore_eos=True)
+SEEDED = dict(temperature=1.0, top_p=0.95, ignore_eos=True)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_llama_dir):
+    return tl.load(tiny_llama_dir)
+
+
+def fresh(lm, **limits) -> LanguageModel:
+    """Another LanguageModel on the same weights, with its own runtime and limits."""
+    return LanguageModel(lm.model, lm.tokenizer, limits=RuntimeLimits(**limits))
+
+
+def test_two_interleaved_streams_give_what_each_gives_alone(tiny):
+    a = tl.SamplingParams(max_tokens=20, seed=1, **SEEDED)
+    b = tl.SamplingParams(max_tokens=20, seed=2, **SEEDED)
+    alone = ["".join(tiny.stream("The cat", a)), "".join(tiny.stream("A dog ran", b))]
+    first, second = tiny.stream("The cat", a), tiny.stream("A dog ran", b)
+    pieces = [[], []]
+    for x, y in zip(first, second):
+        pieces[0].append(x)
+        pieces[1].append(y)
+    pieces[0] += list(first)
+    pieces[1] += list(second)
+    assert ["".join(p) for p in pieces] == alone
+
+
+@pytest.mark.slow
+def test_interleaved_streams_on_the_real_model(smollm_native):
+    lm = smollm_native
+    a = tl.SamplingParams(max_tokens=24, seed=5, **SEEDED)
+    b = tl.SamplingParams(max_tokens=24, **GREEDY)
+    alone = ["".join(lm.stream("Once upon a time", a)), "".join(lm.stream("The history of the", b))]
+    streams = [lm.stream("Once upon a time", a), lm.stream("The history of the", b)]
+    joined = ["", ""]
+    for x, y in zip(*streams):
+        joined[0], joined[1] = joined[0] + x, joined[1] + y
+    joined = [joined[i] + "".join(streams[i]) for i in range(2)]
+    assert joined == alone
+
+
+def test_generate_from_8_threads_gives_the_tokens_of_each_alone(tiny):
+    prompts = [f"The number {i} is" for i in range(8)]
+    params = [tl.SamplingParams(max_tokens=12, seed=i, **SEEDED) if i % 2 else
+              tl.SamplingParams(max_tokens=12, **GREEDY) for i in range(8)]
+    alone = [tiny.generate(p, q).token_ids for p, q in zip(prompts, params)]
+    together = [None] * 8
+    barrier = threading.Barrier(8)
+
+    def run(i):
+        barrier.wait()
+        together[i] = tiny.generate(prompts[i], params[i]).token_ids
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert together == alone
+
+
+def test_a_seeded_request_ignores_unseeded_neighbours(tiny):
+    seeded = tl.SamplingParams(max_tokens=16, seed=11, **SEEDED)
+    alone = tiny.generate("The cat sat", seeded).token_ids
+    noise = tl.SamplingParams(max_tokens=30, temperature=1.2, ignore_eos=True)  # no seed
+    handles = [tiny.scheduler.submit(tiny.tokenizer.encode(f"Noise {i}"), noise) for i in range(5)]
+    assert tiny.generate("The cat sat", seeded).token_ids == alone
+    for h in handles:
+        h.result()
+
+
+def test_a_long_prompt_delays_a_running_stream_by_about_one_chunk(tiny):
+    scheduler = Scheduler(tiny.engine, RuntimeLimits(prefill_chunk=16), background=False)
+    greedy = tl.SamplingParams(max_tokens=40, **GREEDY)
+    running = scheduler.submit(tiny.tokenizer.encode("The cat"), greedy)
+    scheduler.step()  # prefill + first decode
+    long_prompt = tiny.tokenizer.encode("word " * 20)
+    assert len(long_prompt) > 64
+    joining = scheduler.submit(long_prompt, tl.SamplingParams(max_tokens=4, **GREEDY))
+    steps_until_first_token = 0
+    while not joining._items:
+        before = len(running._items)
+        scheduler.step()
+        steps_until_first_token += 1
+        assert len(running._items) == before + 1  # the running stream got its token every step
+    assert steps_until_first_token >= len(long_prompt) // 16
+    while scheduler.running or scheduler.waiting:
+        scheduler.step()
+    alone = tiny.generate("word " * 20, tl.SamplingParams(max_tokens=4, **GREEDY)).token_ids
+    assert joining.result().token_ids == alone  # chunked prefill changes nothing
+    assert running.result().token_ids == tiny.generate("The cat", greedy).token_ids
+
+
+def test_shared_prefixes_are_reused_and_change_no_token(tiny):
+    with_cache, without = fresh(tiny), fresh(tiny, prefix_cache_tokens=0)
+    system = "The cat sat on the mat and the dog ran in the park. " * 3
+    questions = ["What is a cat?", "Where do dogs live?", "Why is the sky blue?"]
+    params = tl.SamplingParams(max_tokens=8, **GREEDY)
+    ours = [with_cache.generate(system + q, params) for q in questions]
+    theirs = [without.generate(system + q, params) for q in questions]
+    assert [c.token_ids for c in ours] == [c.token_ids for c in theirs]
+    stats = with_cache.scheduler.stats()
+    assert stats["prefix_hits"] == 2 and stats["prefix_misses"] == 1
+    assert ours[0].cached_tokens == 0 and ours[1].cached_tokens >= 16
+    assert without.scheduler.stats()["prefix_hits"] == 0
+
+
+def test_n_samples_share_their_prompt(tiny):
+    lm = fresh(tiny)
+    prompt = "The cat sat on the mat and looked at the dog for a long time, then"
+    out = lm.generate(prompt, tl.SamplingParams(n=4, max_tokens=6, seed=3, **SEEDED))
+    assert len(out) == 4 and lm.scheduler.stats()["prefix_hits"] == 3
+    assert [c.token_ids for c in out] == [c.token_ids for c in tiny.generate(
+        prompt, tl.SamplingParams(n=4, max_tokens=6, seed=3, **SEEDED))]
+
+
+def test_the_prefix_cache_evicts_the_least_recently_used(tiny):
+    lm = fresh(tiny, prefix_cache_tokens=64)
+    params = tl.SamplingParams(max_tokens=2, **GREEDY)
+    texts = ["alpha " * 10, "beta " * 15, "gamma " * 10]
+    for text in texts:
+        lm.generate(text, params)
+    cache = lm.scheduler.prefix
+    assert cache.tokens <= 64 and len(cache.entries) == 1
+    lm.generate(texts[0], params)
+    assert cache.stats()["prefix_hits"] == 0  # alpha's entry was evicted
+
+
+def test_cancel_frees_the_sequence_at_the_next_step(tiny):
+    lm = fresh(tiny)
+    handle = lm.scheduler.submit(tiny.tokenizer.encode("The cat"), tl.SamplingParams(max_tokens=100, **GREEDY))
+    steps = iter(handle)
+    next(steps)
+    handle.cancel()
+    rest = list(steps)
+    assert rest[-1].finished.finish_reason == "cancelled"
+    assert lm.scheduler.stats()["running"] == 0
+
+
+def test_a_stream_closed_early_frees_its_sequence(tiny):
+    lm = fresh(tiny)
+    stream = lm.stream("The cat", tl.SamplingParams(max_tokens=200, **GREEDY))
+    next(stream)
+    stream.close()
+    for _ in range(100):
+        if lm.scheduler.stats()["running"] == 0:
+            break
+        threading.Event().wait(0.02)
+    assert lm.scheduler.stats()["running"] == 0
+
+
+def test_a_full_queue_says_so(tiny):
+    scheduler = Scheduler(tiny.engine, RuntimeLimits(max_queue=2), background=False)
+    ids, params = tiny.tokenizer.encode("The cat"), tl.SamplingParams(max_tokens=2)
+    scheduler.submit(ids, params)
+    scheduler.submit(ids, params)
+    with pytest.raises(QueueFull, match="max_queue=2"):
+        scheduler.submit(ids, params)
+
+
+def test_a_request_that_can_never_fit_is_refused_at_submission(tiny):
+    lm = fresh(tiny, max_cache_tokens=32)
+    with pytest.raises(InvalidArgument, match="max_cache_tokens"):
+        lm.scheduler.submit(tiny.tokenizer.encode("The cat"), tl.SamplingParams(max_tokens=40))
+    with pytest.raises(InvalidArgument, match="max_running must be"):
+        RuntimeLimits(max_running=0)
+
+
+def test_more_requests_than_running_slots_all_finish(tiny):
+    lm = fresh(tiny, max_running=2, max_cache_tokens=512)
+    params = tl.SamplingParams(max_tokens=6, **GREEDY)
+    prompts = [f"Request {i} says" for i in range(7)]
+    handles = lm.scheduler.submit_many([Request(tiny.tokenizer.encode(p), params) for p in prompts])
+    got = [h.result().token_ids for h in handles]
+    assert got == [tiny.generate(p, params).token_ids for p in prompts]
+    assert lm.scheduler.pool.slots * lm.scheduler.pool.capacity <= 512
+
+
+def test_score_gives_the_teacher_forced_logits(tiny):
+    ids = tiny.tokenizer.encode("The cat sat on the mat")
+    full = tiny.logits(ids)
+    scored = tiny.scheduler.score(ids, keep=3)
+    assert scored.shape == (3, full.shape[-1])
+    assert (scored - full[-3:]).abs().max().item() < 1e-4
