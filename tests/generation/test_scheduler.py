@@ -197,3 +197,21 @@ def test_score_gives_the_teacher_forced_logits(tiny):
     scored = tiny.scheduler.score(ids, keep=3)
     assert scored.shape == (3, full.shape[-1])
     assert (scored - full[-3:]).abs().max().item() < 1e-4
+
+
+def test_asyncio_consumers_get_the_same_steps(tiny):
+    import asyncio
+
+    params = tl.SamplingParams(max_tokens=10, **GREEDY)
+    ids = [tiny.tokenizer.encode(p) for p in ("The cat", "A dog ran")]
+
+    async def collect():
+        handles = [tiny.scheduler.submit(i, params) for i in ids]
+
+        async def one(handle):
+            return [step.token_id async for step in handle.aiter()]
+
+        return await asyncio.gather(*(one(h) for h in handles))
+
+    got = asyncio.run(collect())
+    assert got == [tiny.generate(p, params).token_ids for p in ("The cat", "A dog ran")]

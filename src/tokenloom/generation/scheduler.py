@@ -26,7 +26,6 @@ distribution), sharing prefixes through the same cache.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -34,7 +33,8 @@ from dataclasses import dataclass
 import torch
 
 from tokenloom.errors import InvalidArgument, TokenloomError
-from tokenloom.generation.engine import Completion, Engine, Request, SamplerGroups, Sequence, StepOutput, row_seed
+from tokenloom.generation.engine import Engine, Request, SamplerGroups, Sequence, StepOutput, row_seed
+from tokenloom.generation.handle import _END, RequestHandle
 from tokenloom.generation.params import check_int
 from tokenloom.generation.prefix_cache import PrefixCache
 
@@ -65,81 +65,6 @@ class RuntimeLimits:
         check_int("max_cache_tokens", self.max_cache_tokens, 16)
         check_int("prefix_cache_tokens", self.prefix_cache_tokens, 0)
         check_int("prefill_chunk", self.prefill_chunk, 16)
-
-
-_END = object()
-
-
-class RequestHandle:
-    """What submit returns: iterate it for StepOutputs (or `aiter()`), cancel it, or wait for the result."""
-
-    def __init__(self, request_id: int, prompt_tokens: int):
-        self.id, self.prompt_tokens = request_id, prompt_tokens
-        self.cached_tokens = 0
-        self.cancelled = False
-        self._items: deque = deque()
-        self._cond = threading.Condition()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._event: asyncio.Event | None = None
-        self._final: Completion | None = None
-
-    def _put(self, item) -> None:
-        with self._cond:
-            self._items.append(item)
-            self._cond.notify_all()
-            loop, event = self._loop, self._event
-        if loop is not None:
-            loop.call_soon_threadsafe(event.set)
-
-    def _next(self):
-        """The next item if one is there (None otherwise); raises the worker's error."""
-        if not self._items:
-            return None
-        item = self._items.popleft()
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def __iter__(self):
-        while True:
-            with self._cond:
-                while not self._items:
-                    self._cond.wait()
-                item = self._next()
-            if item is _END:
-                return
-            yield self._seen(item)
-
-    async def aiter(self):
-        """The StepOutputs for asyncio code: awaits without a thread per request."""
-        with self._cond:
-            self._loop, self._event = asyncio.get_running_loop(), asyncio.Event()
-        while True:
-            with self._cond:
-                item = self._next()
-                if item is None:
-                    self._event.clear()
-            if item is None:
-                await self._event.wait()
-                continue
-            if item is _END:
-                return
-            yield self._seen(item)
-
-    def _seen(self, step: StepOutput) -> StepOutput:
-        if step.finished is not None:
-            self._final = step.finished
-        return step
-
-    def cancel(self) -> None:
-        """Stop this request; its sequence is freed at the next step boundary."""
-        self.cancelled = True
-
-    def result(self) -> Completion:
-        """Wait for the end; the Completion (finish_reason "cancelled" if it was cancelled)."""
-        for _ in self:
-            pass
-        return self._final
 
 
 class _Job:
