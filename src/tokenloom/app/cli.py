@@ -15,6 +15,7 @@ import typer
 
 from tokenloom.app.eval_cli import classify_command, eval_app
 from tokenloom.app.score_cli import score_app
+from tokenloom.app.serve.config import ServeConfig
 from tokenloom.app.train_cli import train_command
 from tokenloom.errors import TokenloomError
 
@@ -115,6 +116,37 @@ def generate_command(
         print(completion.text if chat else prompts[i // n] + completion.text)
         if len(completions) > 1:
             print("---")
+
+
+_SERVE = ServeConfig()  # the serve command's defaults are the config's declarations
+
+
+@app.command("serve")
+def serve_command(
+    model: ModelOption = _SERVE.model,
+    host: Annotated[str, typer.Option(help="Address to listen on; put a proxy or load balancer in front "
+                                           "rather than exposing it.")] = _SERVE.host,
+    port: Annotated[int, typer.Option(help="TCP port.")] = _SERVE.port,
+    precision: PrecisionOption = _SERVE.precision,
+    compile: Annotated[bool, typer.Option(
+        "--compile", help="Compile the decode step with torch.compile (slow first request).")] = _SERVE.compile,
+    max_running: Annotated[Optional[int], typer.Option(
+        help="Sequences decoded together (default: the runtime's).")] = _SERVE.max_running,
+    max_queue: Annotated[Optional[int], typer.Option(
+        help="Sequences waiting for a slot before requests get 429 (default: the runtime's).")] = _SERVE.max_queue,
+    prefix_cache: Annotated[bool, typer.Option(
+        help="Reuse the KV cache of prompt prefixes seen before.")] = _SERVE.prefix_cache,
+    api_key: Annotated[Optional[str], typer.Option(
+        envvar="TOKENLOOM_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1/* and /tokenize.")] = None,
+    max_body_bytes: Annotated[int, typer.Option(help="Larger request bodies get 413.")] = _SERVE.max_body_bytes,
+    log_level: Annotated[str, typer.Option(help="debug | info | warning | error")] = "info",
+) -> None:
+    """An OpenAI-compatible HTTP server: /v1/completions, /v1/chat/completions, /v1/models, /metrics."""
+    from tokenloom.app.serve.server import run
+
+    run(ServeConfig(model=model, host=host, port=port, precision=precision, compile=compile,
+                    max_running=max_running, max_queue=max_queue, prefix_cache=prefix_cache, api_key=api_key,
+                    max_body_bytes=max_body_bytes), log_level=log_level)
 
 
 @app.command("demo")
