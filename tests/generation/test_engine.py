@@ -145,15 +145,31 @@ def test_logprobs_are_log_softmax_of_the_model_logits(tiny):
 
 
 def test_decode_view_masks_each_row_at_its_own_length():
-    pool = KVPool(n_layers=1, kv_heads=1, head_dim=2, max_len=16)
+    pool = KVPool(n_layers=1, kv_heads=1, head_dim=2, max_len=128)
     pool.reserve(2, 8)
-    view = pool.decode_view([0, 1], [3, 1])
-    assert view.mask[:, 0, 0].tolist() == [[True] * 4, [True, True, False, False]]
+    view = pool.decode_view([0, 1], [3, 1])  # reads 64 positions: a multiple of READ_ALIGN
+    assert view.mask[:, 0, 0].tolist() == [[True] * 4 + [False] * 60, [True] * 2 + [False] * 62]
     k = torch.tensor([[[[1.0, 2.0]]], [[[3.0, 4.0]]]])  # (B=2, Hkv=1, 1, D=2)
     keys, _, _ = view.update(0, k, k)
-    assert keys.shape == (2, 1, 4, 2)
+    assert keys.shape == (2, 1, 64, 2)
     assert pool.k[0][0, 0, 3].tolist() == [1.0, 2.0] and pool.k[0][1, 0, 1].tolist() == [3.0, 4.0]
-    assert pool.decode_view([0, 1], [2, 2]).mask is None  # same lengths: plain attention
+    assert pool.decode_view([0, 1], [63, 63]).mask is None  # every row reads all it holds
+
+
+def test_a_decoding_sequence_rounds_the_same_alone_and_beside_a_longer_one(smollm):
+    a = smollm.tokenizer.encode("The cat sat on the mat and")
+    b = smollm.tokenizer.encode("Once upon a time in a land far away, a small dragon lived with")
+    engine = smollm.engine
+    together, alone = smollm.model.new_kv_pool(), smollm.model.new_kv_pool()
+    together.reserve(2, 64)
+    alone.reserve(1, 64)
+    with torch.inference_mode():
+        engine.prefill(together, 0, a, 0)
+        engine.prefill(together, 1, b, 0)
+        engine.prefill(alone, 0, a, 0)
+        both = engine.decode(together, [0, 1], [len(a), len(b)], [5, 6])
+        one = engine.decode(alone, [0], [len(a)], [5])
+    assert torch.equal(both[0], one[0])  # bit for bit
 
 
 def test_the_pool_grows_and_keeps_what_it_held():

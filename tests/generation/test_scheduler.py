@@ -215,3 +215,34 @@ def test_asyncio_consumers_get_the_same_steps(tiny):
 
     got = asyncio.run(collect())
     assert got == [tiny.generate(p, params).token_ids for p in ("The cat", "A dog ran")]
+
+
+@pytest.mark.slow
+def test_seeded_requests_on_the_real_model_ignore_concurrent_neighbours(smollm_native):
+    """Native precision, 6 seeded requests from 6 threads beside unseeded ones: each as alone, bit for bit."""
+    lm = fresh(smollm_native)
+    prompts = ["The history of the printing press", "Once upon a time", "def add(a, b):",
+               "The capital of France is", "Three fruits are", "In 1492, Columbus"]
+    seeded = [tl.SamplingParams(max_tokens=16, seed=i, temperature=0.9, top_p=0.95, ignore_eos=True)
+              for i in range(len(prompts))]
+    alone = [lm.generate(p, q).token_ids for p, q in zip(prompts, seeded)]
+    noise = tl.SamplingParams(max_tokens=24, temperature=1.0, ignore_eos=True)
+    neighbours = [lm.scheduler.submit(lm.tokenizer.encode(f"Some other text, number {i}, that"), noise)
+                  for i in range(4)]
+    together = [None] * len(prompts)
+
+    def run(i):
+        together[i] = lm.generate(prompts[i], seeded[i]).token_ids
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    for h in neighbours:
+        h.result()
+    assert together == alone
+    out = lm.generate(prompts[0], tl.SamplingParams(n=3, max_tokens=8, seed=4, temperature=1.0, ignore_eos=True))
+    again = fresh(smollm_native).generate(prompts[0], tl.SamplingParams(
+        n=3, max_tokens=8, seed=4, temperature=1.0, ignore_eos=True))
+    assert [c.token_ids for c in out] == [c.token_ids for c in again]  # n > 1 reuses the prompt exactly

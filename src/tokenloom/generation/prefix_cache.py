@@ -10,8 +10,13 @@ caching does: each stored entry registers the hash chain of its blocks,
 
 so a lookup walks the new prompt's chain and stops at the first block no entry
 has; the tokens themselves are then compared, so a hash collision can never hand
-out the wrong keys. At least one token of every prompt is left to compute, since
-the sequence needs the logits of its last position.
+out the wrong keys. A generation's prompt is stored whole, with the logits after its
+last position: the same prompt again (n > 1 samples, a repeated request) reuses all
+of it and computes nothing, bit for bit what computing it again would give. A
+partial match leaves the rest of the prompt to compute, in chunks that start where
+the prefix ends: those positions' numbers can differ in the last bits from a run
+that computed the whole prompt in one pass (other matrix shapes; native precision
+rounds activations to bfloat16, which can make that visible).
 
 Memory is bounded in positions (`max_tokens`); the least recently used entries go
 first. Hits, misses and the positions reused are counted.
@@ -33,6 +38,7 @@ class _Entry:
     keys: torch.Tensor  # (layers, Hkv, P, D)
     values: torch.Tensor  # (layers, Hkv, P, D)
     hashes: list[int]
+    logits: torch.Tensor | None = None  # (1, V) after the last position, when the whole prompt is held
 
 
 def block_hashes(ids: list[int] | tuple[int, ...], blocks: int) -> list[int]:
@@ -51,6 +57,7 @@ class PrefixCache:
         self.max_tokens = max_tokens
         self.entries: OrderedDict[int, _Entry] = OrderedDict()  # id → entry, oldest first
         self.by_hash: dict[int, int] = {}  # block-chain hash → entry id
+        self.whole: dict[tuple[int, ...], int] = {}  # a whole prompt → the entry holding it and its logits
         self.tokens = 0
         self.hits = self.misses = self.reused_tokens = 0
         self._next_id = 0
@@ -88,17 +95,33 @@ class PrefixCache:
         blocks = len(ids) // BLOCK
         return 0 < blocks * BLOCK <= self.max_tokens and self.covered(ids) < blocks * BLOCK
 
-    def store(self, ids: list[int], keys: torch.Tensor, values: torch.Tensor) -> None:
-        """Keep the block-aligned prefix of ids, with its keys and values (layers, Hkv, ≥ P, D)."""
-        length = (len(ids) // BLOCK) * BLOCK
+    def exact(self, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Keys, values (layers, Hkv, len(ids), D) and last logits (1, V) of exactly this prompt, if stored whole."""
+        entry_id = self.whole.get(tuple(ids))
+        if entry_id is None:
+            return None
+        entry = self.entries[entry_id]
+        self.entries.move_to_end(entry_id)
+        self.hits += 1
+        self.reused_tokens += len(ids)
+        return entry.keys, entry.values, entry.logits
+
+    def store(self, ids: list[int], keys: torch.Tensor, values: torch.Tensor,
+              logits: torch.Tensor | None = None) -> None:
+        """Keep ids with their keys and values (layers, Hkv, ≥ P, D): the whole prompt when its
+        last logits (1, V) come with it, else its block-aligned prefix."""
+        length = len(ids) if logits is not None else (len(ids) // BLOCK) * BLOCK
         if length == 0 or length > self.max_tokens:
             return
         hashes = block_hashes(ids, length // BLOCK)
         entry_id, self._next_id = self._next_id, self._next_id + 1
-        entry = _Entry(tuple(ids[:length]), keys[:, :, :length].clone(), values[:, :, :length].clone(), hashes)
+        entry = _Entry(tuple(ids[:length]), keys[:, :, :length].clone(), values[:, :, :length].clone(), hashes,
+                       None if logits is None else logits.clone())
         self.entries[entry_id] = entry
         for h in hashes:  # the newest entry answers for every block it holds
             self.by_hash[h] = entry_id
+        if logits is not None:
+            self.whole[entry.ids] = entry_id
         self.tokens += length
         while self.tokens > self.max_tokens:
             self._evict()
@@ -109,6 +132,8 @@ class PrefixCache:
         for h in entry.hashes:
             if self.by_hash.get(h) == entry_id:
                 del self.by_hash[h]
+        if self.whole.get(entry.ids) == entry_id:
+            del self.whole[entry.ids]
         # blocks this entry shared with a surviving one are still answered by it
         for other_id, other in self.entries.items():
             for h in other.hashes:

@@ -26,7 +26,9 @@ distribution), sharing prefixes through the same cache.
 
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 from collections import deque
 from dataclasses import dataclass
 
@@ -73,6 +75,17 @@ class _Job:
     def __init__(self, seq: Sequence, handle: RequestHandle, ids: list[int], need: int, keep: int = 0):
         self.seq, self.handle, self.ids, self.need, self.keep = seq, handle, ids, need, keep
         self.pieces: list[torch.Tensor] = []  # score jobs: logits of the kept positions, chunk by chunk
+        self.cached_logits: torch.Tensor | None = None  # a whole prompt from the prefix cache: its last logits
+
+
+_LIVE: "weakref.WeakSet[Scheduler]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_workers() -> None:
+    """Let each worker leave its loop before the interpreter tears torch down under it."""
+    for scheduler in list(_LIVE):
+        scheduler.close(wait=5.0)
 
 
 class Scheduler:
@@ -173,15 +186,19 @@ class Scheduler:
             return {"running": len(self.running), "waiting": waiting, **self.prefix.stats(),
                     "cache_bytes": self.pool.nbytes}
 
-    def close(self) -> None:
+    def close(self, wait: float = 0.0) -> None:
+        """Stop the worker after its current step (waiting up to `wait` seconds for it)."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        if wait and self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=wait)
 
     def _start(self) -> None:
         if self.background and (self._worker is None or not self._worker.is_alive()):
             self._worker = threading.Thread(target=self._loop, name="tokenloom-scheduler", daemon=True)
             self._worker.start()
+            _LIVE.add(self)
 
     # -- the loop (worker thread) -------------------------------------------------
     def _loop(self) -> None:
@@ -231,14 +248,25 @@ class Scheduler:
 
     # -- prefill ------------------------------------------------------------------------
     def _prefill_chunk(self) -> None:
+        """Prompt chunks until this step's budget is spent (the first chunk always runs).
+
+        A sequence's chunks are [start, start + prefill_chunk) from where its cache ends,
+        whatever else is prefilled in the same step, so its numbers never depend on its
+        neighbours."""
         budget = self.limits.prefill_chunk
-        while budget > 0:
+        while True:
             job = self.prefilling or self._admit()
             if job is None:
                 return
             self.prefilling = job
             seq, start = job.seq, job.seq.length
-            n = min(budget, len(job.ids) - start)
+            n = min(self.limits.prefill_chunk, len(job.ids) - start)
+            if n > budget and budget < self.limits.prefill_chunk:
+                return  # the next step begins with it
+            if n == 0:  # the whole prompt came from the prefix cache, with its last logits
+                self.prefilling = None
+                self._prefilled(job, job.cached_logits)
+                continue
             keep = 1 if not job.keep else max(1, min(n, start + n - (len(job.ids) - job.keep)))
             logits = self.engine.prefill(self.pool, seq.slot, job.ids[start : start + n], start, keep)
             seq.length += n
@@ -264,16 +292,34 @@ class Scheduler:
             self._cond.notify_all()
         self.pool.reserve(slots, longest, self.limits.max_cache_tokens)
         job.seq.slot = len(self.running)
-        limit = len(job.ids) - max(job.keep, 1)  # every position whose logits are wanted is computed
-        cached, keys, values = self.prefix.lookup(job.ids, limit) if self.prefix.max_tokens else (0, None, None)
+        cached, keys, values, job.cached_logits = self._cached_prefix(job)
         if cached:
             self.pool.write_prefix(job.seq.slot, keys, values)
         job.seq.length = job.seq.cached_tokens = job.handle.cached_tokens = cached
         return job
 
+    def _cached_prefix(self, job: _Job):
+        """(positions, keys, values, last logits or None) the prefix cache gives this job.
+
+        A generation whose whole prompt was seen before takes every position and the
+        last logits (n > 1 samples, a repeated request): bit for bit what computing it
+        again would give. Otherwise the longest block-aligned prefix, leaving every
+        position whose logits a score job wants to be computed."""
+        if not self.prefix.max_tokens:
+            return 0, None, None, None
+        if not job.keep:
+            whole = self.prefix.exact(job.ids)
+            if whole is not None:
+                return len(job.ids), *whole
+        cached, keys, values = self.prefix.lookup(job.ids, len(job.ids) - max(job.keep, 1))
+        return cached, keys, values, None
+
     def _prefilled(self, job: _Job, last_logits: torch.Tensor) -> None:
         """A prompt is in the cache: remember its prefix; a score job ends, a generation samples its first token."""
-        if self.prefix.max_tokens and self.prefix.wants(job.ids):
+        if self.prefix.max_tokens and not job.keep and job.cached_logits is None:
+            keys, values = self.pool.read_prefix(job.seq.slot, len(job.ids))
+            self.prefix.store(job.ids, keys, values, last_logits)
+        elif self.prefix.max_tokens and self.prefix.wants(job.ids):
             keys, values = self.pool.read_prefix(job.seq.slot, (len(job.ids) // 16) * 16)
             self.prefix.store(job.ids, keys, values)
         if job.keep:

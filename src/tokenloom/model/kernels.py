@@ -68,6 +68,12 @@ def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         x = x.to(weight.dtype)
     if packed is None or torch.is_grad_enabled() or packed.version != weight._version or torch.compiler.is_compiling():
         return F.linear(x, weight, bias)
+    if x.numel() == x.shape[-1]:  # one row: oneDNN's one-row kernel sums in another order than
+        # its kernel for two or more, so a lone sequence would round differently from the same
+        # sequence in a batch. Two rows cost the same weight traffic; the second is dropped.
+        pair = torch.cat([x.reshape(1, -1), x.reshape(1, -1)])  # (2, K)
+        y = torch.ops.mkldnn._linear_pointwise(pair, packed.data, bias, "none", [], "")
+        return y[:1].view(*x.shape[:-1], -1)
     return torch.ops.mkldnn._linear_pointwise(x, packed.data, bias, "none", [], "")
 
 

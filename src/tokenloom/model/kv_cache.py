@@ -29,6 +29,7 @@ from __future__ import annotations
 import torch
 
 INITIAL_CAPACITY = 256  # positions per slot at first; doubled when a sequence needs more
+READ_ALIGN = 64  # a decode step reads each slot up to a multiple of this many positions
 
 
 class KVPool:
@@ -138,14 +139,18 @@ class DecodeView:
 
     def __init__(self, pool: KVPool, slots: list[int], lengths: list[int], always_indexed: bool = False):
         self.pool = pool
-        self.end = max(lengths) + 1
+        # Every row reads a multiple of READ_ALIGN positions, its own masked off at its length:
+        # the softmax and the weighted sum then add the same terms in the same order whether a
+        # sequence decodes alone or beside longer ones (the extra terms are exact zeros).
+        self.end = min(-(-(max(lengths) + 1) // READ_ALIGN) * READ_ALIGN, pool.capacity)
         first = slots[0]
         contiguous = slots == list(range(first, first + len(slots)))
         self.rows = slice(first, first + len(slots)) if contiguous else None
         self.slot_index = torch.tensor(slots, dtype=torch.long)
         self.lengths = torch.tensor(lengths, dtype=torch.long)  # (B,)
         same = min(lengths) == max(lengths)
-        self.mask = None if same else (torch.arange(self.end)[None, :] <= self.lengths[:, None])[:, None, None, :]
+        full = same and lengths[0] + 1 == self.end
+        self.mask = None if full else (torch.arange(self.end)[None, :] <= self.lengths[:, None])[:, None, None, :]
         self.same_length = lengths[0] if same and not always_indexed else None
 
     def positions(self) -> torch.Tensor:

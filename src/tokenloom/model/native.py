@@ -166,6 +166,7 @@ def swiglu_usable(h: torch.Tensor) -> bool:
     a width of 2F with F a multiple of 16."""
     return (
         not torch.compiler.is_compiling() and h.numel() >= MIN_ROWS * h.shape[-1]  # decoding leaves here
+        and h.dim() >= 2 and h.shape[-2] > 1  # a decode batch (one row a sequence), however large, too
         and _plain_cpu_float32(h)
         and h.is_contiguous() and h.shape[-1] % 32 == 0
         and available()
@@ -190,7 +191,7 @@ def norm_usable(x: torch.Tensor, weight: torch.Tensor, residual: torch.Tensor | 
     extra = () if residual is None else (residual,)
     return (
         not torch.compiler.is_compiling()  # then the row count: decoding (one row a sequence) leaves at once
-        and x.dim() == 3 and x.shape[0] * x.shape[1] >= MIN_ROWS
+        and x.dim() == 3 and x.shape[1] > 1 and x.shape[0] * x.shape[1] >= MIN_ROWS  # not a decode step
         and _plain_cpu_float32(x, weight, *extra)
         and all(r.shape == x.shape for r in extra)
         and x.shape[-1] % 16 == 0 and x.stride(-1) == 1 and x.stride(-2) == x.shape[-1]

@@ -149,7 +149,9 @@ class Int4Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)  # (M, K)
-        if rows.shape[0] >= DENSE_ROWS:
+        # Dense by positions per sequence, not rows: a decode batch (B, 1, K) always takes the
+        # 4-bit kernel, so a sequence's numbers never depend on how many others decode beside it.
+        if x.dim() >= 2 and x.shape[-2] >= DENSE_ROWS:
             y = F.linear(rows, self.dequantize())
         else:
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.packed, GROUP, self.scales_zeros)
