@@ -246,3 +246,12 @@ def test_seeded_requests_on_the_real_model_ignore_concurrent_neighbours(smollm_n
     again = fresh(smollm_native).generate(prompts[0], tl.SamplingParams(
         n=3, max_tokens=8, seed=4, temperature=1.0, ignore_eos=True))
     assert [c.token_ids for c in out] == [c.token_ids for c in again]  # n > 1 reuses the prompt exactly
+
+
+def test_submit_many_queues_all_or_none(tiny):
+    scheduler = Scheduler(tiny.engine, RuntimeLimits(max_queue=3), background=False)
+    ids, params = tiny.tokenizer.encode("The cat"), tl.SamplingParams(max_tokens=2)
+    scheduler.submit(ids, params)
+    with pytest.raises(QueueFull):
+        scheduler.submit_many([Request(ids, params)] * 3)
+    assert len(scheduler.waiting) == 1

@@ -115,6 +115,9 @@ class Scheduler:
     def submit_many(self, requests: list[Request], block: bool = False) -> list[RequestHandle]:
         jobs = [self._job(r) for r in requests]
         with self._cond:
+            if not block and len(self.waiting) + len(jobs) > self.limits.max_queue:  # all or none
+                raise QueueFull(f"the queue holds {len(self.waiting)} waiting requests and {len(jobs)} more do not "
+                                f"fit (max_queue={self.limits.max_queue}); try again later")
             for job in jobs:
                 while len(self.waiting) >= self.limits.max_queue:
                     if not block:
