@@ -189,14 +189,31 @@ class Engine:
         return out
 
 
+# The SamplingParams fields that build the processor chain (sampler.BUILDERS) or the end ids
+# it protects; the others (seed, max_tokens, n, stop strings, logprobs) act per sequence.
+CHAIN_FIELDS = ("logit_bias", "min_tokens", "stop_token_ids", "no_repeat_ngram_size", "repetition_penalty",
+                "presence_penalty", "frequency_penalty", "temperature", "top_k", "top_p", "typical_p",
+                "min_p", "order")
+
+
+def chain_key(params: SamplingParams) -> tuple:
+    """Equal for params whose processor chains are equal: such rows share one batched pass."""
+    values = []
+    for name in CHAIN_FIELDS:
+        value = getattr(params, name)
+        values.append(tuple(sorted(value.items())) if isinstance(value, dict) else value)
+    return tuple(values)
+
+
 class SamplerGroups:
-    """Sequences that share a SamplingParams object share one sampler and one batched pass."""
+    """Sequences whose params build the same chain share one sampler and one batched pass
+    (each row still draws from its own generator)."""
 
     def __init__(self, sequences: list[Sequence], vocab_size: int, eos_ids: tuple[int, ...]):
         self.sequences = sequences
-        groups: dict[int, list[int]] = {}
+        groups: dict[tuple, list[int]] = {}
         for i, seq in enumerate(sequences):
-            groups.setdefault(id(seq.params), []).append(i)
+            groups.setdefault(chain_key(seq.params), []).append(i)
         self.groups = [
             (index, Sampler(sequences[index[0]].params, vocab_size, eos_token_ids=eos_ids))
             for index in groups.values()
