@@ -228,7 +228,6 @@ def test_a_full_queue_is_429_and_cancelled_streams_leave_the_runtime_idle(served
         error = refused.json()["error"]
         assert error["type"] == "rate_limit_error" and error["code"] == "queue_full"
         assert refused.headers["retry-after"] == "1"
-        assert served.lm.scheduler.stats()["waiting"] >= LIMITS["max_queue"]  # the queue, and one prefilling
     finally:
         for response in streams:
             response.close()

@@ -29,6 +29,7 @@ from __future__ import annotations
 import atexit
 import threading
 import weakref
+from concurrent.futures import Future
 from collections import deque
 from dataclasses import dataclass
 
@@ -78,6 +79,14 @@ class _Job:
         self.cached_logits: torch.Tensor | None = None  # a whole prompt from the prefix cache: its last logits
 
 
+def _settle(future: Future, fn) -> None:
+    try:
+        with torch.inference_mode():
+            future.set_result(fn())
+    except Exception as error:  # handed to whoever waits on the future
+        future.set_exception(error)
+
+
 _LIVE: "weakref.WeakSet[Scheduler]" = weakref.WeakSet()
 
 
@@ -91,9 +100,18 @@ def _stop_workers() -> None:
 class Scheduler:
     """Continuous batching over one model; see the module doc for the step."""
 
-    def __init__(self, engine: Engine, limits: RuntimeLimits | None = None, background: bool = True):
-        """background: run the loop on a worker thread (False: the caller calls `step()`)."""
+    def __init__(self, engine: Engine, limits: RuntimeLimits | None = None, background: bool = False):
+        """background: run the loop on a worker thread of its own (a server). Otherwise the
+        callers run it: whoever waits for a result runs steps for everyone until its own
+        item arrives, one caller at a time (`drive`), and tests may call `step()` directly.
+
+        Why callers by default: on a CPU, PyTorch's OpenMP threads belong to the thread
+        that starts a parallel region. Once the thread that loaded the model has its own
+        idle team, a second thread's products run at about half speed on 2 cores
+        (README, "The runtime"), so the library computes in the caller's thread."""
         self.engine, self.limits, self.background = engine, limits or RuntimeLimits(), background
+        self._step_lock = threading.Lock()
+        self._calls: deque = deque()  # (future, fn) to run between two steps
         self.model, self.config = engine.model, engine.config
         self.pool = self.model.new_kv_pool()
         self.prefix = PrefixCache(self.limits.prefix_cache_tokens)
@@ -113,21 +131,31 @@ class Scheduler:
         return self.submit_many([Request(list(prompt_ids), params, sample_index)], block)[0]
 
     def submit_many(self, requests: list[Request], block: bool = False) -> list[RequestHandle]:
+        """Queue every request, all or none (QueueFull); block: wait for room instead, one by one."""
         jobs = [self._job(r) for r in requests]
         with self._cond:
-            if not block and len(self.waiting) + len(jobs) > self.limits.max_queue:  # all or none
+            if not block and len(self.waiting) + len(jobs) > self.limits.max_queue:
                 raise QueueFull(f"the queue holds {len(self.waiting)} waiting requests and {len(jobs)} more do not "
                                 f"fit (max_queue={self.limits.max_queue}); try again later")
-            for job in jobs:
-                while len(self.waiting) >= self.limits.max_queue:
-                    if not block:
-                        raise QueueFull(f"the queue already holds {len(self.waiting)} waiting requests "
-                                        f"(max_queue={self.limits.max_queue}); try again later")
-                    self._cond.wait()
-                self.waiting.append(job)
-                self._cond.notify_all()
-            self._start()
+        self._enqueue(jobs)
         return [job.handle for job in jobs]
+
+    def _enqueue(self, jobs: list["_Job"]) -> None:
+        """Append jobs to the queue, making room by running steps (or waiting for the worker)."""
+        for job in jobs:
+            while True:
+                with self._cond:
+                    if len(self.waiting) < self.limits.max_queue:
+                        self.waiting.append(job)
+                        self._cond.notify_all()
+                        break
+                    if self.background:
+                        self._cond.wait(timeout=0.05)
+                        continue
+                with self._step_lock:  # no worker: make room ourselves
+                    self._guarded_step()
+        with self._cond:
+            self._start()
 
     def score(self, ids: list[int], keep: int = 1) -> torch.Tensor:
         """Logits (keep, V) of the last `keep` positions of ids, through the runtime's prefill."""
@@ -144,13 +172,7 @@ class Scheduler:
                 raise InvalidArgument(f"keep must be in [1, {len(ids)}] for {len(ids)} ids, got {keep}")
             seq = Sequence(Request(list(ids), greedy), self.engine.tokenizer, (), 0, None)
             queued.append(_Job(seq, self._handle(len(ids)), list(ids), len(ids), keep))
-        with self._cond:
-            for job in queued:
-                while len(self.waiting) >= self.limits.max_queue:
-                    self._cond.wait()
-                self.waiting.append(job)
-                self._cond.notify_all()
-                self._start()
+        self._enqueue(queued)
         out = []
         for job in queued:
             for _ in job.handle:
@@ -161,7 +183,7 @@ class Scheduler:
     def _handle(self, prompt_tokens: int) -> RequestHandle:
         with self._cond:
             self._ids += 1
-            return RequestHandle(self._ids, prompt_tokens)
+            return RequestHandle(self._ids, prompt_tokens, self)
 
     def _check_prompt(self, ids: list[int]) -> None:
         limit = self.config.max_seq_len
@@ -197,6 +219,58 @@ class Scheduler:
         if wait and self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout=wait)
 
+    def start_background(self) -> None:
+        """From now on a worker thread runs the loop (what an asyncio server needs)."""
+        with self._cond:
+            self.background = True
+            self._start()
+            self._cond.notify_all()
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running or self.prefilling or self._calls)
+
+    def call(self, fn) -> Future:
+        """Run fn() where the model's steps run (the worker thread, between two steps), so that a
+        server's other tensor work (teacher-forced prompt logprobs) stays on the same CPU
+        threads as decoding. Without a worker it runs at once, in the caller's thread."""
+        future: Future = Future()
+        if not self.background:
+            with self._step_lock:
+                _settle(future, fn)
+            return future
+        with self._cond:
+            self._calls.append((future, fn))
+            self._cond.notify_all()
+        return future
+
+    def drive(self, done, cond: threading.Condition) -> None:
+        """Run steps in this thread until done(); while another thread runs them, wait on cond."""
+        while not done():
+            if self._step_lock.acquire(blocking=False):
+                try:
+                    while not done() and self.has_work() and not self.background:
+                        self._guarded_step()
+                finally:
+                    self._step_lock.release()
+                return
+            with cond:
+                if not done():
+                    cond.wait(timeout=0.005)
+
+    def release_cancelled(self) -> None:
+        """Free cancelled requests now, when no worker and no other caller is running a step."""
+        if not self.background and self._step_lock.acquire(blocking=False):
+            try:
+                self._drop_cancelled()
+            finally:
+                self._step_lock.release()
+
+    def _guarded_step(self) -> None:
+        try:
+            self.step()
+        except Exception as error:  # a bug or an exhausted machine: fail the live requests, keep serving
+            self._fail_all(error)
+
     def _start(self) -> None:
         if self.background and (self._worker is None or not self._worker.is_alive()):
             self._worker = threading.Thread(target=self._loop, name="tokenloom-scheduler", daemon=True)
@@ -207,14 +281,15 @@ class Scheduler:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not (self.waiting or self.running or self.prefilling) and not self._closed:
+                while not self.has_work() and not self._closed:
                     self._cond.wait()
                 if self._closed:
                     return
-            try:
-                self.step()
-            except Exception as error:  # a bug or an exhausted machine: fail the live requests, keep serving
-                self._fail_all(error)
+            with self._step_lock:
+                while self._calls:
+                    _settle(*self._calls.popleft())
+                if self.waiting or self.running or self.prefilling:
+                    self._guarded_step()
 
     @torch.inference_mode()
     def step(self) -> None:

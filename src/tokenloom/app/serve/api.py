@@ -69,6 +69,7 @@ class ServerState:
             log.exception("loading %s failed", self.name)
             self.failure = f"{type(error).__name__}: {error}"
             return
+        lm.scheduler.start_background()  # asyncio handlers wait; the worker thread computes
         self.capacity = _capacity(lm.scheduler, self.config)
         self.metrics.bind(lm.scheduler)
         self.lm = lm

@@ -37,8 +37,9 @@ class _Echo:
         if not echo:
             return None
         items = None
-        if top is not None:  # teacher forcing runs off the event loop
-            items = [await asyncio.to_thread(prompt_entries, lm, p.ids, top) for p in job.prompts]
+        if top is not None:  # teacher forcing runs where decoding runs, off the event loop
+            items = [await asyncio.wrap_future(lm.scheduler.call(lambda ids=p.ids: prompt_entries(lm, ids, top)))
+                     for p in job.prompts]
         return cls(job, items)
 
     def text(self, choice: int) -> str:
