@@ -4,8 +4,8 @@
                                  │                  ▲ prefix cache        │ one decode step
                                handle ◀── StepOutput per token ───────────┘ for all, each step
 
-One worker thread owns the model's KV pool and runs the loop; any thread may
-submit. Each step:
+Any thread may submit; the loop runs in the callers' threads or on a worker
+(runner.py says which and why). Each step:
 1. drops cancelled requests (a client that went away frees its sequence here);
 2. prefills at most `prefill_chunk` prompt tokens: the sequence being prefilled
    continues, then waiting requests are admitted in arrival order while a slot and
@@ -26,48 +26,18 @@ distribution), sharing prefixes through the same cache.
 
 from __future__ import annotations
 
-import atexit
-import threading
-import weakref
-from concurrent.futures import Future
 from collections import deque
-from dataclasses import dataclass
 
 import torch
 
-from tokenloom.errors import InvalidArgument, TokenloomError
+from tokenloom.errors import InvalidArgument
 from tokenloom.generation.engine import Engine, Request, SamplerGroups, Sequence, StepOutput, row_seed
 from tokenloom.generation.handle import _END, RequestHandle
-from tokenloom.generation.params import check_int
+from tokenloom.generation.limits import QueueFull, RuntimeLimits
 from tokenloom.generation.prefix_cache import PrefixCache
+from tokenloom.generation.runner import LoopRunner
 
-
-class QueueFull(TokenloomError):
-    """The runtime's queue of waiting requests is at its limit; try again later."""
-
-
-@dataclass(frozen=True)
-class RuntimeLimits:
-    """Bounds on what runs at once.
-
-    max_running: sequences decoding together; max_queue: requests waiting for a slot;
-    max_cache_tokens: positions of KV memory for running sequences (the pool);
-    prefix_cache_tokens: positions kept for prefix reuse (0 turns it off);
-    prefill_chunk: prompt tokens computed per step.
-    """
-
-    max_running: int = 16
-    max_queue: int = 256
-    max_cache_tokens: int = 65536
-    prefix_cache_tokens: int = 16384
-    prefill_chunk: int = 512
-
-    def __post_init__(self):
-        check_int("max_running", self.max_running, 1, 4096)
-        check_int("max_queue", self.max_queue, 1)
-        check_int("max_cache_tokens", self.max_cache_tokens, 16)
-        check_int("prefix_cache_tokens", self.prefix_cache_tokens, 0)
-        check_int("prefill_chunk", self.prefill_chunk, 16)
+__all__ = ["QueueFull", "RequestHandle", "RuntimeLimits", "Scheduler"]
 
 
 class _Job:
@@ -79,39 +49,14 @@ class _Job:
         self.cached_logits: torch.Tensor | None = None  # a whole prompt from the prefix cache: its last logits
 
 
-def _settle(future: Future, fn) -> None:
-    try:
-        with torch.inference_mode():
-            future.set_result(fn())
-    except Exception as error:  # handed to whoever waits on the future
-        future.set_exception(error)
-
-
-_LIVE: "weakref.WeakSet[Scheduler]" = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_workers() -> None:
-    """Let each worker leave its loop before the interpreter tears torch down under it."""
-    for scheduler in list(_LIVE):
-        scheduler.close(wait=5.0)
-
-
-class Scheduler:
+class Scheduler(LoopRunner):
     """Continuous batching over one model; see the module doc for the step."""
 
     def __init__(self, engine: Engine, limits: RuntimeLimits | None = None, background: bool = False):
-        """background: run the loop on a worker thread of its own (a server). Otherwise the
-        callers run it: whoever waits for a result runs steps for everyone until its own
-        item arrives, one caller at a time (`drive`), and tests may call `step()` directly.
-
-        Why callers by default: on a CPU, PyTorch's OpenMP threads belong to the thread
-        that starts a parallel region. Once the thread that loaded the model has its own
-        idle team, a second thread's products run at about half speed on 2 cores
-        (README, "The runtime"), so the library computes in the caller's thread."""
-        self.engine, self.limits, self.background = engine, limits or RuntimeLimits(), background
-        self._step_lock = threading.Lock()
-        self._calls: deque = deque()  # (future, fn) to run between two steps
+        """background: run the loop on a worker thread of its own (a server); otherwise the
+        callers run it (runner.py says why), and tests may call `step()` directly."""
+        super().__init__(background)
+        self.engine, self.limits = engine, limits or RuntimeLimits()
         self.model, self.config = engine.model, engine.config
         self.pool = self.model.new_kv_pool()
         self.prefix = PrefixCache(self.limits.prefix_cache_tokens)
@@ -119,10 +64,7 @@ class Scheduler:
         self.running: list[_Job] = []  # running[i] decodes in pool slot i
         self.prefilling: _Job | None = None  # its slot is len(running)
         self.groups: SamplerGroups | None = None
-        self._cond = threading.Condition()
         self._ids = 0
-        self._worker: threading.Thread | None = None
-        self._closed = False
 
     # -- submission (any thread) ------------------------------------------------
     def submit(self, prompt_ids: list[int], params, sample_index: int = 0, block: bool = False) -> RequestHandle:
@@ -211,85 +153,8 @@ class Scheduler:
             return {"running": len(self.running), "waiting": waiting, **self.prefix.stats(),
                     "cache_bytes": self.pool.nbytes}
 
-    def close(self, wait: float = 0.0) -> None:
-        """Stop the worker after its current step (waiting up to `wait` seconds for it)."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        if wait and self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout=wait)
-
-    def start_background(self) -> None:
-        """From now on a worker thread runs the loop (what an asyncio server needs)."""
-        with self._cond:
-            self.background = True
-            self._start()
-            self._cond.notify_all()
-
     def has_work(self) -> bool:
         return bool(self.waiting or self.running or self.prefilling or self._calls)
-
-    def call(self, fn) -> Future:
-        """Run fn() where the model's steps run (the worker thread, between two steps), so that a
-        server's other tensor work (teacher-forced prompt logprobs) stays on the same CPU
-        threads as decoding. Without a worker it runs at once, in the caller's thread."""
-        future: Future = Future()
-        if not self.background:
-            with self._step_lock:
-                _settle(future, fn)
-            return future
-        with self._cond:
-            self._calls.append((future, fn))
-            self._cond.notify_all()
-        return future
-
-    def drive(self, done, cond: threading.Condition) -> None:
-        """Run steps in this thread until done(); while another thread runs them, wait on cond."""
-        while not done():
-            if self._step_lock.acquire(blocking=False):
-                try:
-                    while not done() and self.has_work() and not self.background:
-                        self._guarded_step()
-                finally:
-                    self._step_lock.release()
-                return
-            with cond:
-                if not done():
-                    cond.wait(timeout=0.005)
-
-    def release_cancelled(self) -> None:
-        """Free cancelled requests now, when no worker and no other caller is running a step."""
-        if not self.background and self._step_lock.acquire(blocking=False):
-            try:
-                self._drop_cancelled()
-            finally:
-                self._step_lock.release()
-
-    def _guarded_step(self) -> None:
-        try:
-            self.step()
-        except Exception as error:  # a bug or an exhausted machine: fail the live requests, keep serving
-            self._fail_all(error)
-
-    def _start(self) -> None:
-        if self.background and (self._worker is None or not self._worker.is_alive()):
-            self._worker = threading.Thread(target=self._loop, name="tokenloom-scheduler", daemon=True)
-            self._worker.start()
-            _LIVE.add(self)
-
-    # -- the loop (worker thread) -------------------------------------------------
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self.has_work() and not self._closed:
-                    self._cond.wait()
-                if self._closed:
-                    return
-            with self._step_lock:
-                while self._calls:
-                    _settle(*self._calls.popleft())
-                if self.waiting or self.running or self.prefilling:
-                    self._guarded_step()
 
     @torch.inference_mode()
     def step(self) -> None:
