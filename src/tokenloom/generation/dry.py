@@ -108,20 +108,27 @@ def _build_breakers(tokenizer, breakers: tuple[str, ...], texts: list[str]) -> S
     return SequenceBreakers({t: frozenset(tails) for t, tails in heads.items()})
 
 
-_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> {breakers: SequenceBreakers}
+_TEXTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> every token's text
+_BREAKERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> {breakers: structures}
 _LOCK = threading.Lock()
+
+
+def _token_texts(tokenizer) -> list[str]:
+    if tokenizer not in _TEXTS:
+        ids = [[i] for i in range(tokenizer.vocab_size)]
+        backend = getattr(tokenizer, "backend", None)
+        _TEXTS[tokenizer] = backend.decode_batch(ids, skip_special_tokens=False) if backend is not None \
+            else [tokenizer.token_text(i[0]) for i in ids]
+    return _TEXTS[tokenizer]
 
 
 def sequence_breakers(tokenizer, breakers: tuple[str, ...]) -> SequenceBreakers:
     """The breakers' token structures for this tokenizer, built once (a scan of the vocabulary)."""
+    breakers = tuple(breakers)
     with _LOCK:
-        per_tokenizer = _CACHE.setdefault(tokenizer, {})
+        per_tokenizer = _BREAKERS.setdefault(tokenizer, {})
         if breakers not in per_tokenizer:
-            if "texts" not in per_tokenizer:
-                ids = [[i] for i in range(tokenizer.vocab_size)]
-                per_tokenizer["texts"] = [tokenizer.decode(i) for i in ids] if not hasattr(
-                    tokenizer, "backend") else tokenizer.backend.decode_batch(ids, skip_special_tokens=False)
-            per_tokenizer[breakers] = _build_breakers(tokenizer, breakers, per_tokenizer["texts"])
+            per_tokenizer[breakers] = _build_breakers(tokenizer, breakers, _token_texts(tokenizer))
         return per_tokenizer[breakers]
 
 
