@@ -68,6 +68,9 @@ BAD = [
     ("/v1/completions", {**GOOD, "best_of": 3}, "best_of", "best_of must be 1 or equal to n"),
     ("/v1/completions", {**GOOD, "n": 3, "prompt": ["a", "b"]}, "n", "at most 4 sequences"),
     ("/v1/completions", {**GOOD, "order": "random"}, "order", "one of 'tokenloom'"),
+    ("/v1/completions", {**GOOD, "dry_base": 0.5}, "dry_base", "dry_base must be in [1, ∞), got 0.5"),
+    ("/v1/completions", {**GOOD, "dry_sequence_breakers": ["\n", ""]}, "dry_sequence_breakers",
+     "list of non-empty strings"),
     ("/v1/completions", {**GOOD, "stream_options": {"include_usage": True}}, "stream_options", "stream is true"),
     ("/v1/chat/completions", chat(tools=[{"type": "function"}]), "tools", "is not supported"),
     ("/v1/chat/completions", chat(response_format={"type": "json_object"}), "response_format", "not supported"),
@@ -96,6 +99,16 @@ def test_bad_request_is_400_naming_the_param_and_the_next_good_one_is_right(tiny
     good = post(tiny, "/v1/completions", GOOD)
     assert good.status_code == 200, good.text
     assert good.json()["choices"][0]["text"] == reference
+
+
+def test_dry_fields_in_the_body_reach_the_sampler_as_llama_server_names_them(tiny):
+    fields = {"dry_multiplier": 2.0, "dry_base": 1.75, "dry_allowed_length": 1, "dry_penalty_last_n": 64,
+              "dry_sequence_breakers": ["\n", "."]}
+    body = {**GOOD, "prompt": "The cat sat on the mat. The cat sat on the", "max_tokens": 8}
+    got = post(tiny, "/v1/completions", {**body, **fields}).json()["choices"][0]["text"]
+    ids = tiny.lm.tokenizer.encode(body["prompt"])
+    params = tl.SamplingParams(temperature=0, max_tokens=8, **fields)
+    assert got == tiny.lm.scheduler.submit(ids, params).result().text
 
 
 def test_an_unknown_model_is_404_and_the_next_good_request_is_right(tiny, reference):

@@ -13,7 +13,7 @@ from tokenloom.generation.sampler import BUILDERS, ORDERS, Sampler, seeded_gener
 
 EVERYTHING_ON = dict(temperature=0.7, top_k=5, top_p=0.9, min_p=0.05, typical_p=0.95, repetition_penalty=1.3,
                      presence_penalty=0.5, frequency_penalty=0.2, no_repeat_ngram_size=2, logit_bias={1: 1.0},
-                     min_tokens=1)
+                     min_tokens=1, dry_multiplier=0.8, dry_sequence_breakers=())
 
 
 def names(sampler: Sampler) -> list[str]:
@@ -25,7 +25,7 @@ def names(sampler: Sampler) -> list[str]:
 def test_default_order_is_bias_bans_penalties_temperature_then_filters():
     assert ORDERS["tokenloom"].steps == (
         "logit_bias", "min_tokens", "no_repeat_ngram", "repetition_penalty", "presence_penalty",
-        "frequency_penalty", "temperature", "top_k", "top_p", "typical_p", "min_p")
+        "frequency_penalty", "dry", "temperature", "top_k", "top_p", "typical_p", "min_p")
 
 
 @pytest.mark.parametrize("order", sorted(ORDERS))
@@ -67,7 +67,8 @@ def test_no_op_values_are_left_out_of_the_chain():
 def test_greedy_keeps_only_the_steps_before_temperature_except_in_llama_cpp():
     params = dict(EVERYTHING_ON, temperature=0.0)
     assert names(Sampler(SamplingParams(order="vllm", **params), 50, [0])) == [
-        "min_tokens", "logit_bias", "repetition_penalty", "frequency_penalty", "presence_penalty", "no_repeat_ngram"]
+        "min_tokens", "logit_bias", "repetition_penalty", "frequency_penalty", "presence_penalty", "dry",
+        "no_repeat_ngram"]
     assert "top_k" not in names(Sampler(SamplingParams(order="hf", **params), 50, [0]))
     assert names(Sampler(SamplingParams(order="llama.cpp", **params), 50, [0]))[-4:] == [
         "top_k", "typical_p", "top_p", "min_p"]

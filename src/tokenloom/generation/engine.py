@@ -193,7 +193,8 @@ class Engine:
 # it protects; the others (seed, max_tokens, n, stop strings, logprobs) act per sequence.
 CHAIN_FIELDS = ("logit_bias", "min_tokens", "stop_token_ids", "no_repeat_ngram_size", "repetition_penalty",
                 "presence_penalty", "frequency_penalty", "temperature", "top_k", "top_p", "typical_p",
-                "min_p", "order")
+                "min_p", "order", "dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
+                "dry_sequence_breakers")
 
 
 def chain_key(params: SamplingParams) -> tuple:
@@ -209,13 +210,13 @@ class SamplerGroups:
     """Sequences whose params build the same chain share one sampler and one batched pass
     (each row still draws from its own generator)."""
 
-    def __init__(self, sequences: list[Sequence], vocab_size: int, eos_ids: tuple[int, ...]):
+    def __init__(self, sequences: list[Sequence], vocab_size: int, eos_ids: tuple[int, ...], tokenizer=None):
         self.sequences = sequences
         groups: dict[tuple, list[int]] = {}
         for i, seq in enumerate(sequences):
             groups.setdefault(chain_key(seq.params), []).append(i)
         self.groups = [
-            (index, Sampler(sequences[index[0]].params, vocab_size, eos_token_ids=eos_ids))
+            (index, Sampler(sequences[index[0]].params, vocab_size, eos_token_ids=eos_ids, tokenizer=tokenizer))
             for index in groups.values()
         ]
         self.history = TokenHistory([s.prompt for s in sequences], vocab_size)

@@ -166,6 +166,7 @@ class LanguageModel:
         params = self._params(params, overrides)
         ids = self.encode_prompt(text)
         logits = self.next_token_logits(text)
-        sampler = Sampler(params, logits.shape[-1], eos_token_ids=self.tokenizer.eos_ids)
+        sampler = Sampler(params, logits.shape[-1], eos_token_ids=self.tokenizer.eos_ids,
+                          tokenizer=self.tokenizer)
         history = TokenHistory([ids], logits.shape[-1])
         return sampler.explain(history, logits, top=top)

@@ -15,6 +15,10 @@ Conventions (decided here, relied on by the sampler):
 - stop accepts one string or a list of strings and is stored as a tuple.
 - logit_bias maps token id -> bias in [-100, 100] (OpenAI's range); keys may be
   strings of digits, as they arrive in JSON, and are stored as ints.
+- dry_* are llama-server's DRY fields (dry.py): dry_multiplier = 0 is off;
+  dry_penalty_last_n = -1 scans the whole context (llama.cpp's older default and
+  spelling; llama.cpp 0.3.36 defaults to 64), 0 is off; dry_sequence_breakers
+  accepts a list of non-empty strings and is stored as a tuple.
 """
 
 import dataclasses
@@ -37,13 +41,13 @@ def _interval(low: float | None, high: float | None, low_open: bool, high_open: 
 
 
 def check_float(name: str, value: Any, low: float | None = None, high: float | None = None,
-                low_open: bool = False, high_open: bool = False) -> float:
+                low_open: bool = False, high_open: bool = False, note: str = "") -> float:
     """Return `value` as a float, or raise InvalidArgument naming field, value and range.
 
     check_float("top_p", 1.5, 0, 1, low_open=True) raises
     "top_p must be in (0, 1], got 1.5".
     """
-    allowed = _interval(low, high, low_open, high_open)
+    allowed = _interval(low, high, low_open, high_open) + note
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise InvalidArgument(f"{name} must be a number in {allowed}, got {value!r}")
     value = float(value)
@@ -81,6 +85,13 @@ def _check_stop(stop: Any) -> tuple[str, ...]:
     if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) and s for s in stop):
         raise InvalidArgument(f"stop must be a non-empty string or a list of them, got {stop!r}")
     return tuple(stop)
+
+
+def _check_breakers(breakers: Any) -> tuple[str, ...]:
+    if isinstance(breakers, str) or not isinstance(breakers, (list, tuple)) or not all(
+            isinstance(b, str) and b for b in breakers):
+        raise InvalidArgument(f"dry_sequence_breakers must be a list of non-empty strings, got {breakers!r}")
+    return tuple(breakers)
 
 
 def _check_logit_bias(bias: Any) -> dict[int, float] | None:
@@ -126,6 +137,11 @@ class SamplingParams:
     logprobs: int | None = None
     order: str = "tokenloom"
     ignore_eos: bool = False  # keep going past EOS (benchmarks, fixed-length tests), as in vLLM
+    dry_multiplier: float = 0.0
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    dry_penalty_last_n: int = -1
+    dry_sequence_breakers: tuple[str, ...] = ("\n", ":", "\"", "*")
 
     def __post_init__(self) -> None:
         for name, value in self._validated().items():
@@ -160,6 +176,12 @@ class SamplingParams:
             "logprobs": None if self.logprobs is None else check_int("logprobs", self.logprobs, 0, 20),
             "order": self._checked_order(),
             "ignore_eos": self._checked_flag("ignore_eos", self.ignore_eos),
+            "dry_multiplier": check_float("dry_multiplier", self.dry_multiplier, 0.0, note=" (0 = off)"),
+            "dry_base": check_float("dry_base", self.dry_base, 1.0),
+            "dry_allowed_length": check_int("dry_allowed_length", self.dry_allowed_length, 0),
+            "dry_penalty_last_n": check_int("dry_penalty_last_n", self.dry_penalty_last_n, -1,
+                                            note=" (-1 = the whole context, 0 = off)"),
+            "dry_sequence_breakers": _check_breakers(self.dry_sequence_breakers),
         }
 
     @staticmethod
@@ -198,4 +220,5 @@ class SamplingParams:
 
 
 _SHAPING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty",
-                   "presence_penalty", "frequency_penalty", "no_repeat_ngram_size", "logit_bias")
+                   "presence_penalty", "frequency_penalty", "no_repeat_ngram_size", "logit_bias",
+                   "dry_multiplier")

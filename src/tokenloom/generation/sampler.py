@@ -8,14 +8,15 @@
 Default order, "tokenloom" (tie rule: lowest id wins):
 
     logit_bias, min_tokens, no_repeat_ngram,
-    repetition_penalty, presence_penalty, frequency_penalty,
+    repetition_penalty, presence_penalty, frequency_penalty, dry,
     temperature, top_k, top_p, typical_p, min_p
 
 Why this order:
 1. The user's edits and hard bans come first: they decide which tokens may appear
    at all, before anything measures probabilities.
 2. Penalties act on raw logits, where their formulas are defined (CTRL divides a
-   logit, OpenAI subtracts from it), so a penalty means the same at any temperature.
+   logit, OpenAI and DRY subtract from it), so a penalty means the same at any
+   temperature.
 3. Temperature comes before the truncation filters, as in Hugging Face, vLLM and the
    OpenAI API: top_p=0.9 then keeps 90% of the mass of the distribution that is
    actually drawn from. (llama.cpp scales last, so there a high temperature never
@@ -32,14 +33,16 @@ Peer orders (`SamplingParams(order=...)`), from their sources:
 - "hf": transformers' `_get_logits_processor`: sequence bias, repetition penalty,
   no-repeat n-gram, min new tokens; when sampling: temperature, top_k, top_p, min_p,
   typical_p. top_k keeps every token tied at the k-th value; so does typical_p.
+  dry (ours) after the penalties.
 - "vllm": v1 sampler: min_tokens, logit_bias, repetition, frequency and presence
   penalties; greedy argmax here; then temperature, min_p, top_k, top_p. Ties as HF.
-- "llama.cpp": the default chain: logit bias, penalties, (dry), top_k, typical, top_p,
+  dry (ours) after the penalties.
+- "llama.cpp": the default chain: logit bias, penalties, dry, top_k, typical, top_p,
   min_p, (xtc), temperature, dist. top_k keeps exactly k; we break its ties by lowest
   id (llama.cpp leaves them to an unstable partial sort).
-Steps a peer lacks (presence/frequency in HF, no-repeat n-gram and typical_p in
-vLLM, min_tokens and no-repeat n-gram in llama.cpp) are placed by us; `Order.describe()`
-marks them with `*`. Not reproduced: llama.cpp's penalty window
+Steps a peer lacks (presence/frequency in HF, dry in HF and vLLM, no-repeat n-gram and
+typical_p in vLLM, min_tokens and no-repeat n-gram in llama.cpp) are placed by us;
+`Order.describe()` marks them with `*`. Not reproduced: llama.cpp's penalty window
 (penalty_last_n=64), its min_p test in logit space (l_i ≥ l_max + ln p, the same set
 up to rounding) and its float accumulation order for top_p; HF's and vLLM's choice of
 tied tokens at the top_p boundary, which an unstable sort decides.
@@ -51,6 +54,7 @@ from dataclasses import dataclass
 import torch
 
 from tokenloom.errors import InvalidArgument
+from tokenloom.generation.dry import dry_from_params
 from tokenloom.generation.history import TokenHistory
 from tokenloom.generation.params import SamplingParams, check_int, check_token_ids
 from tokenloom.generation.processors import (
@@ -76,19 +80,19 @@ class Order:
 
 ORDERS: dict[str, Order] = {order.name: order for order in (
     Order("tokenloom", ("logit_bias", "min_tokens", "no_repeat_ngram", "repetition_penalty",
-                        "presence_penalty", "frequency_penalty", "temperature", "top_k", "top_p",
+                        "presence_penalty", "frequency_penalty", "dry", "temperature", "top_k", "top_p",
                         "typical_p", "min_p"), ties="lowest_id"),
-    Order("hf", ("logit_bias", "repetition_penalty", "presence_penalty", "frequency_penalty",
+    Order("hf", ("logit_bias", "repetition_penalty", "presence_penalty", "frequency_penalty", "dry",
                  "no_repeat_ngram", "min_tokens", "temperature", "top_k", "top_p", "min_p",
                  "typical_p"), ties="all",
-          extensions=frozenset({"presence_penalty", "frequency_penalty"})),
+          extensions=frozenset({"presence_penalty", "frequency_penalty", "dry"})),
     Order("vllm", ("min_tokens", "logit_bias", "repetition_penalty", "frequency_penalty",
-                   "presence_penalty", "no_repeat_ngram", "temperature", "min_p", "top_k", "top_p",
+                   "presence_penalty", "dry", "no_repeat_ngram", "temperature", "min_p", "top_k", "top_p",
                    "typical_p"), ties="all",
-          extensions=frozenset({"no_repeat_ngram", "typical_p"})),
+          extensions=frozenset({"dry", "no_repeat_ngram", "typical_p"})),
     Order("llama.cpp", ("logit_bias", "min_tokens", "repetition_penalty", "frequency_penalty",
-                        "presence_penalty", "no_repeat_ngram", "top_k", "typical_p", "top_p", "min_p",
-                        "temperature"), ties="lowest_id",
+                        "presence_penalty", "no_repeat_ngram", "dry", "top_k", "typical_p", "top_p",
+                        "min_p", "temperature"), ties="lowest_id",
           extensions=frozenset({"min_tokens", "no_repeat_ngram"})),
 )}
 
@@ -100,6 +104,7 @@ class _Build:
     vocab_size: int
     end_ids: tuple[int, ...]
     ties: str
+    tokenizer: object | None = None  # token texts, for DRY's sequence breakers
 
 
 Builder = Callable[[SamplingParams, _Build], LogitsProcessor | None]
@@ -114,6 +119,7 @@ BUILDERS: dict[str, Builder] = {
     if p.repetition_penalty != 1.0 else None,
     "presence_penalty": lambda p, b: PresencePenalty(p.presence_penalty) if p.presence_penalty else None,
     "frequency_penalty": lambda p, b: FrequencyPenalty(p.frequency_penalty) if p.frequency_penalty else None,
+    "dry": lambda p, b: dry_from_params(p, b.tokenizer),
     "temperature": lambda p, b: Temperature(p.temperature) if p.temperature not in (0.0, 1.0) else None,
     "top_k": lambda p, b: TopK(p.top_k, b.ties) if 0 < p.top_k < b.vocab_size else None,
     "top_p": lambda p, b: TopP(p.top_p) if p.top_p < 1.0 else None,
@@ -134,12 +140,14 @@ def seeded_generator(seed: int | None, device: torch.device | str = "cpu") -> to
 class Sampler:
     """Turns (B, V) logits into (B,) next ids under one SamplingParams.
 
+    tokenizer: needed only by DRY's sequence breakers (strings found in the vocabulary).
     sampler.processors is the chain actually applied, no-op steps left out:
     >>> Sampler(SamplingParams(top_k=50, temperature=0.8), vocab_size=100).describe()
     'temperature=0.8 → top_k=50 (ties: lowest_id) → draw'
     """
 
-    def __init__(self, params: SamplingParams, vocab_size: int, eos_token_ids: Sequence[int] = ()):
+    def __init__(self, params: SamplingParams, vocab_size: int, eos_token_ids: Sequence[int] = (),
+                 tokenizer=None):
         self.params = params
         self.vocab_size = check_int("vocab_size", vocab_size, 1)
         self.eos_token_ids = check_token_ids("eos_token_ids", eos_token_ids)
@@ -151,7 +159,7 @@ class Sampler:
         steps = self.order.steps
         if params.greedy:  # greedy: argmax before temperature; later steps left out
             steps = steps[:steps.index("temperature")]
-        build = _Build(self.vocab_size, end_ids, self.order.ties)
+        build = _Build(self.vocab_size, end_ids, self.order.ties, tokenizer)
         self.processors: list[LogitsProcessor] = [
             proc for proc in (BUILDERS[step](params, build) for step in steps) if proc is not None]
 

@@ -268,7 +268,7 @@ class Scheduler(LoopRunner):
         if job.keep:
             job.handle._put(_END)
             return
-        groups = SamplerGroups([job.seq], last_logits.shape[-1], self.engine.eos_ids)
+        groups = SamplerGroups([job.seq], last_logits.shape[-1], self.engine.eos_ids, self.engine.tokenizer)
         if self._advance([job], groups, last_logits):
             self.running.append(job)
             self.groups = None
@@ -281,7 +281,8 @@ class Scheduler(LoopRunner):
         for seq in seqs:
             seq.length += 1
         if self.groups is None:
-            self.groups = SamplerGroups(seqs, logits.shape[-1], self.engine.eos_ids)
+            self.groups = SamplerGroups(seqs, logits.shape[-1], self.engine.eos_ids,
+                                        self.engine.tokenizer)
         alive = self._advance(list(self.running), self.groups, logits)
         for job in [j for j in self.running if j not in alive]:
             self._retire(job)
