@@ -15,6 +15,9 @@ Conventions (decided here, relied on by the sampler):
 - stop accepts one string or a list of strings and is stored as a tuple.
 - logit_bias maps token id -> bias in [-100, 100] (OpenAI's range); keys may be
   strings of digits, as they arrive in JSON, and are stored as ints.
+- semantic_repetition_threshold (None = off) is a cosine similarity in (0, 1]: a
+  generated sentence that close to an earlier one of the same output is rolled back
+  and resampled, at most semantic_max_retries times per sentence (semantic.py).
 """
 
 import dataclasses
@@ -126,6 +129,8 @@ class SamplingParams:
     logprobs: int | None = None
     order: str = "tokenloom"
     ignore_eos: bool = False  # keep going past EOS (benchmarks, fixed-length tests), as in vLLM
+    semantic_repetition_threshold: float | None = None  # the semantic repetition guard (semantic.py)
+    semantic_max_retries: int = 3
 
     def __post_init__(self) -> None:
         for name, value in self._validated().items():
@@ -160,6 +165,9 @@ class SamplingParams:
             "logprobs": None if self.logprobs is None else check_int("logprobs", self.logprobs, 0, 20),
             "order": self._checked_order(),
             "ignore_eos": self._checked_flag("ignore_eos", self.ignore_eos),
+            "semantic_repetition_threshold": None if self.semantic_repetition_threshold is None else check_float(
+                "semantic_repetition_threshold", self.semantic_repetition_threshold, 0.0, 1.0, low_open=True),
+            "semantic_max_retries": check_int("semantic_max_retries", self.semantic_max_retries, 0),
         }
 
     @staticmethod
