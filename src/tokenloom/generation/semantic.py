@@ -13,7 +13,8 @@ follows; or at a newline. The whitespace must be there, so "3.14" ends nothing, 
 end is seen when the token after the punctuation arrives (" The" after "."): until
 then the period may still be the one of "3.14". A candidate holding fewer than
 MIN_WORDS words ("1." of a numbered list, "Yes.") ends nothing: its sentence goes on
-("1. Apples."). A blank line ends an empty sentence, which is skipped. Plain on
+("1. Apples."). A blank line ends an empty sentence, which is skipped: its tokens
+belong to the next sentence (a rollback takes them back too). Plain on
 purpose: "Mr. Smith" and "e.g. this" end sentences too.
 
 The comparison: all-MiniLM-L6-v2 (tokenloom.embed, unit vectors, so cos = v · v_j)
@@ -82,15 +83,16 @@ class SemanticGuard:
     """One sequence's guard: its kept sentences' vectors, the current sentence, its retries and bans.
 
     marks[j] is the sequence's state before its j-th generated token (so there is one
-    more mark than tokens while it runs); `start` is the current sentence's first token
-    and `text_start` where its text begins in the generated text (StopStrings.text).
+    more mark than tokens while it runs); `start` is the current sentence's first token,
+    `text_start` where its text begins in the generated text (StopStrings.text) and `scan`
+    where the search for its end resumes (past blank lines).
     """
 
     def __init__(self, threshold: float, max_retries: int, embedder, mark):
         self.threshold, self.max_retries, self.embedder = threshold, max_retries, embedder
         self.vectors = torch.zeros(0, embedder.dimension)  # (M, d): the kept sentences
         self.marks = [mark]
-        self.start = self.text_start = 0
+        self.start = self.text_start = self.scan = 0
         self.retries, self.banned = 0, []  # of the current sentence
         self.rollbacks = 0  # in all
         self.emitted = self.text_out = 0  # tokens and characters of seq.text handed out
@@ -111,15 +113,17 @@ class SemanticGuard:
     def accepted(self, seq) -> bool:
         """After seq took a token and goes on: check every sentence that ended; True when it rolled back."""
         self.marks.append(seq.mark())
-        while (found := next_sentence(seq.stops.text, self.text_start)) is not None:
+        while (found := next_sentence(seq.stops.text, self.scan)) is not None:
             end, sentence = found
-            if sentence:
-                vector = self.embedder.encode([sentence])[0]  # (d,)
-                if self._repeats(vector) and self.start < len(seq.ids):
-                    self._roll_back(seq)
-                    return True
-                self.vectors = torch.cat([self.vectors, vector[None]])
-            self.text_start, self.start = end, self._first_token_at(end)
+            self.scan = end
+            if not sentence:  # a blank line: it stays with the sentence that follows, retries and bans too
+                continue
+            vector = self.embedder.encode([sentence])[0]  # (d,)
+            if self._repeats(vector) and self.start < len(seq.ids):
+                self._roll_back(seq)
+                return True
+            self.vectors = torch.cat([self.vectors, vector[None]])
+            self.start, self.text_start = self._first_token_at(end), end
             self.retries, self.banned = 0, []
         return False
 
@@ -140,6 +144,7 @@ class SemanticGuard:
         self.rollbacks += 1
         seq.rewind(k, self.marks[k])
         del self.marks[k + 1 :]
+        self.scan = self.text_start
 
     def release(self, seq, upto: int | None = None) -> list[tuple[int, str, object]]:
         """(token id, text, logprob) of the tokens now final: up to the current sentence's start."""
