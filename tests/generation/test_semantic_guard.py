@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -10,7 +12,9 @@ pytest.importorskip("sentence_transformers", reason="the optional extra tokenloo
 import tokenloom as tl  # noqa: E402
 from tokenloom.embed import default_embedder  # noqa: E402
 from tokenloom.errors import InvalidArgument  # noqa: E402
-from tokenloom.generation.semantic import next_sentence, split_sentences  # noqa: E402
+from tokenloom.generation.semantic import (  # noqa: E402
+    SemanticGuard, ban_first_tokens, next_sentence, split_sentences,
+)
 
 # SmolLM2-135M greedy on this prompt says " I'm a cat person." over and over.
 LOOP = "I like cats. I like dogs."
@@ -20,6 +24,12 @@ GREEDY = dict(temperature=0, max_tokens=60)
 @pytest.fixture(scope="module")
 def lm(smollm_native):
     return smollm_native  # tokenloom.load("smollm2-135m-instruct"), loaded once for the session
+
+
+@pytest.fixture(scope="module")
+def plain(lm):
+    """The greedy loop without the guard."""
+    return lm.generate(LOOP, **GREEDY)
 
 
 def kept_sentences(lm, completion) -> list[str]:
@@ -56,6 +66,18 @@ def test_a_sentence_end_is_seen_only_once_whitespace_follows_the_punctuation():
     assert next_sentence("So it is. And so", 9) is None
 
 
+def test_rejected_first_tokens_are_banned_at_the_sentence_start_only():
+    guard = SemanticGuard(0.5, 3, SimpleNamespace(dimension=4), mark=None)
+    guard.start, guard.banned = 2, [1, 3]
+    seqs = [SimpleNamespace(guard=guard, ids=[7, 8]), SimpleNamespace(guard=None, ids=[7, 8]),
+            SimpleNamespace(guard=guard, ids=[7, 8, 9])]
+    logits = torch.zeros(3, 5)
+    banned = ban_first_tokens(logits, seqs)
+    assert torch.isinf(banned[0, [1, 3]]).all() and torch.isfinite(banned[0, [0, 2, 4]]).all()
+    assert torch.isfinite(banned[1:]).all() and torch.isfinite(logits).all()  # a copy; other rows untouched
+    assert ban_first_tokens(logits, seqs[1:]) is logits
+
+
 # -- validation -----------------------------------------------------------------------
 @pytest.mark.parametrize("fields, message", [
     (dict(semantic_repetition_threshold=0), r"semantic_repetition_threshold must be in \(0, 1\], got 0"),
@@ -86,8 +108,7 @@ def test_guard_off_gives_the_tokens_of_the_runtime_before_the_guard(lm):
     assert greedy.semantic_rollbacks == seeded.semantic_rollbacks == 0
 
 
-def test_greedy_loop_fires_the_guard_and_keeps_no_repeat_it_had_retries_for(lm):
-    plain = lm.generate(LOOP, **GREEDY)
+def test_greedy_loop_fires_the_guard_and_keeps_no_repeat_it_had_retries_for(lm, plain):
     assert too_close(split_sentences(plain.text), 0.8) >= 5  # the loop the guard is for
     guarded = lm.generate(LOOP, **GREEDY, semantic_repetition_threshold=0.8, semantic_max_retries=3)
     assert guarded.semantic_rollbacks > 0
@@ -108,8 +129,7 @@ def test_retries_are_bounded_per_sentence(lm):
     assert 2 * (len(sentences) - 1) <= c.semantic_rollbacks <= 2 * len(sentences)
 
 
-def test_no_retries_checks_but_never_changes_the_tokens(lm):
-    plain = lm.generate(LOOP, **GREEDY)
+def test_no_retries_checks_but_never_changes_the_tokens(lm, plain):
     checked = lm.generate(LOOP, **GREEDY, semantic_repetition_threshold=0.5, semantic_max_retries=0)
     assert checked.token_ids == plain.token_ids and checked.text == plain.text
     assert checked.semantic_rollbacks == 0
@@ -126,7 +146,7 @@ def test_streamed_steps_carry_exactly_the_kept_tokens_and_text(lm):
 
 
 def test_a_seeded_guarded_request_is_reproducible_and_batch_invariant(lm):
-    seeded = tl.SamplingParams(temperature=0.7, seed=1, max_tokens=60, semantic_repetition_threshold=0.7)
+    seeded = tl.SamplingParams(temperature=0.5, seed=0, max_tokens=48, semantic_repetition_threshold=0.7)
     alone = lm.generate(LOOP, seeded)
     assert alone.semantic_rollbacks > 0
     assert lm.generate(LOOP, seeded).token_ids == alone.token_ids

@@ -310,7 +310,8 @@ class Scheduler(LoopRunner):
         return alive
 
     def _emit(self, job: _Job, token: int, text: str, logprob, done) -> None:
-        """Hand out one token, or under the semantic guard the tokens that became final."""
+        """Hand out one token. Under the semantic guard: check the sentences that ended (a
+        rollback happens here), then hand out the tokens that became final."""
         seq, guard = job.seq, job.seq.guard
         if guard is None:
             job.handle._put(StepOutput(seq.index, token, text, done, logprob))
