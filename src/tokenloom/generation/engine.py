@@ -13,12 +13,14 @@ model's forward passes; the scheduler (scheduler.py) decides which run when.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 
 from tokenloom.generation.history import TokenHistory
 from tokenloom.generation.params import SamplingParams
 from tokenloom.generation.sampler import Sampler
+from tokenloom.generation.semantic import SemanticGuard
 from tokenloom.generation.stopping import IncrementalDetokenizer, StopStrings
 
 
@@ -50,6 +52,8 @@ class Completion:
     logprobs: list[TokenLogprob] | None = None
     index: int = 0
     cached_tokens: int = 0  # prompt tokens whose keys and values came from the prefix cache
+    # Sentences the semantic guard rolled back. Not in to_dict: the CLI's JSON pins its keys.
+    semantic_rollbacks: int = 0
 
     def to_dict(self) -> dict:
         return {
@@ -68,6 +72,14 @@ class StepOutput:
     text: str  # newly released text (may be empty while a character or a stop string is pending)
     finished: Completion | None = None
     logprob: TokenLogprob | None = None  # when the request asked for logprobs
+
+
+class SequenceMark(NamedTuple):
+    """A sequence's state between two tokens: len(text), the detokenizer's and the stop strings' states."""
+
+    text: int
+    detok: tuple
+    stops: tuple
 
 
 def row_seed(params: SamplingParams) -> int | None:
@@ -99,6 +111,7 @@ class Sequence:
         self.length = 0  # positions in its cache
         self.cached_tokens = 0
         self.pending: int | None = None  # the last chosen token, not yet in the cache
+        self.guard = SemanticGuard.for_params(self.params, self.mark())  # None unless asked for
 
     def accept(self, token: int) -> tuple[str, tuple[str, str | int | None] | None]:
         """Take one token; return released text and (finish_reason, stop_reason) once finished."""
@@ -115,6 +128,21 @@ class Sequence:
             return piece + self._release_end(), ("length", None)
         return piece, None
 
+    def mark(self) -> SequenceMark:
+        return SequenceMark(len(self.text), self.detok.state(), self.stops.state())
+
+    def rewind(self, k: int, mark: SequenceMark) -> None:
+        """Back to the state before ids[k] (`mark`, taken then): the next decode step feeds
+        token k - 1 again at its position, so its logits for position k come out afresh."""
+        del self.ids[k:]
+        self.text = self.text[: mark.text]
+        self.detok.rewind(mark.detok)
+        self.stops.rewind(mark.stops)
+        if self.logprobs is not None:
+            del self.logprobs[k:]
+        self.length = len(self.prompt) + k - 1
+        self.pending = (self.prompt + self.ids)[self.length]
+
     def _release_end(self) -> str:
         tail = self.stops.feed(self.detok.flush())
         if self.stops.matched is None:
@@ -127,6 +155,7 @@ class Sequence:
             text=self.text, token_ids=list(self.ids), finish_reason=reason[0], stop_reason=reason[1],
             prompt_tokens=len(self.prompt), completion_tokens=len(self.ids),
             logprobs=self.logprobs, index=self.index, cached_tokens=self.cached_tokens,
+            semantic_rollbacks=self.guard.rollbacks if self.guard is not None else 0,
         )
 
 

@@ -19,6 +19,9 @@ Conventions (decided here, relied on by the sampler):
   dry_penalty_last_n = -1 scans the whole context (llama.cpp's older default and
   spelling; llama.cpp 0.3.36 defaults to 64), 0 is off; dry_sequence_breakers
   accepts a list of non-empty strings and is stored as a tuple.
+- semantic_repetition_threshold (None = off) is a cosine similarity in (0, 1]: a
+  generated sentence that close to an earlier one of the same output is rolled back
+  and resampled, at most semantic_max_retries times per sentence (semantic.py).
 """
 
 import dataclasses
@@ -142,6 +145,8 @@ class SamplingParams:
     dry_allowed_length: int = 2
     dry_penalty_last_n: int = -1
     dry_sequence_breakers: tuple[str, ...] = ("\n", ":", "\"", "*")
+    semantic_repetition_threshold: float | None = None  # the semantic repetition guard (semantic.py)
+    semantic_max_retries: int = 3
 
     def __post_init__(self) -> None:
         for name, value in self._validated().items():
@@ -182,6 +187,9 @@ class SamplingParams:
             "dry_penalty_last_n": check_int("dry_penalty_last_n", self.dry_penalty_last_n, -1,
                                             note=" (-1 = the whole context, 0 = off)"),
             "dry_sequence_breakers": _check_breakers(self.dry_sequence_breakers),
+            "semantic_repetition_threshold": None if self.semantic_repetition_threshold is None else check_float(
+                "semantic_repetition_threshold", self.semantic_repetition_threshold, 0.0, 1.0, low_open=True),
+            "semantic_max_retries": check_int("semantic_max_retries", self.semantic_max_retries, 0),
         }
 
     @staticmethod

@@ -14,6 +14,8 @@ Any thread may submit; the loop runs in the callers' threads or on a worker
    chunk per step, never by the whole prompt;
 3. runs one decode step for every running sequence, each at its own length;
 4. retires sequences that stopped (EOS, stop string or id, length, cancel).
+A sequence under the semantic repetition guard (semantic.py) may roll back its
+current sentence in step 3 and hands out its tokens a sentence late.
 
 Every sampled sequence draws from its own generator (seed + sample index), and the
 forward pass treats rows independently, so a seeded request gets the same tokens
@@ -36,6 +38,7 @@ from tokenloom.generation.handle import _END, RequestHandle
 from tokenloom.generation.limits import QueueFull, RuntimeLimits
 from tokenloom.generation.prefix_cache import PrefixCache
 from tokenloom.generation.runner import LoopRunner
+from tokenloom.generation.semantic import ban_first_tokens
 
 __all__ = ["QueueFull", "RequestHandle", "RuntimeLimits", "Scheduler"]
 
@@ -186,7 +189,7 @@ class Scheduler(LoopRunner):
 
     def _emit_end(self, job: _Job, reason) -> None:
         if not job.keep:
-            job.handle._put(StepOutput(job.seq.index, -1, "", job.seq.completion(reason)))
+            self._emit(job, -1, "", None, job.seq.completion(reason))
         job.handle._put(_END)
 
     # -- prefill ------------------------------------------------------------------------
@@ -289,7 +292,7 @@ class Scheduler(LoopRunner):
 
     def _advance(self, jobs: list[_Job], groups: SamplerGroups, logits: torch.Tensor) -> list[_Job]:
         """Choose each job's next token and emit it; the jobs still running."""
-        tokens = groups.sample(logits)  # (B,)
+        tokens = groups.sample(ban_first_tokens(logits, [j.seq for j in jobs]))  # (B,)
         groups.record(tokens)
         logprobs = self.engine.logprobs([j.seq for j in jobs], logits, tokens)
         alive = []
@@ -300,12 +303,28 @@ class Scheduler(LoopRunner):
             if logprob is not None:
                 seq.logprobs.append(logprob)
             done = seq.completion(reason) if reason else None
-            job.handle._put(StepOutput(seq.index, token, text, done, logprob))
+            self._emit(job, token, text, logprob, done)
             if done is None:
                 alive.append(job)
             else:
                 job.handle._put(_END)
         return alive
+
+    def _emit(self, job: _Job, token: int, text: str, logprob, done) -> None:
+        """Hand out one token. Under the semantic guard: check the sentences that ended (a
+        rollback happens here), then hand out the tokens that became final."""
+        seq, guard = job.seq, job.seq.guard
+        if guard is None:
+            job.handle._put(StepOutput(seq.index, token, text, done, logprob))
+            return
+        if done is None:
+            if guard.accepted(seq):  # rolled back: the penalty history is rebuilt from seq.ids
+                self.groups = None
+            pieces = guard.release(seq)
+        else:
+            pieces = guard.finish(seq, token, logprob)
+        for i, (token, text, logprob) in enumerate(pieces):
+            job.handle._put(StepOutput(seq.index, token, text, done if i == len(pieces) - 1 else None, logprob))
 
     def _retire(self, job: _Job) -> None:
         """Free a running job's slot; the last running sequence (and the one prefilling) move down."""

@@ -42,6 +42,15 @@ class IncrementalDetokenizer:
         self.prefix, self.read = self.read, len(self.ids)
         return after[len(before) :]
 
+    def state(self) -> tuple[int, int, int]:
+        """Where it stands: ids only grow and prefix, read only move forward, so this is enough to rewind."""
+        return len(self.ids), self.prefix, self.read
+
+    def rewind(self, state: tuple[int, int, int]) -> None:
+        """Back to an earlier `state()` (the semantic guard's rollback)."""
+        size, self.prefix, self.read = state
+        del self.ids[size:]
+
     def flush(self) -> str:
         """Whatever is left at the end (a dangling partial character shows as U+FFFD)."""
         before = self._decode(self.ids[self.prefix : self.read])
@@ -75,6 +84,15 @@ class StopStrings:
         out = self.text[self.released : safe]
         self.released = max(self.released, safe)
         return out
+
+    def state(self) -> tuple[int, int]:
+        """Where it stands while nothing matched: the text only grows, so its length is enough."""
+        return len(self.text), self.released
+
+    def rewind(self, state: tuple[int, int]) -> None:
+        """Back to an earlier `state()` (the semantic guard's rollback)."""
+        size, self.released = state
+        self.text, self.matched = self.text[:size], None
 
     def _find(self, start: int) -> int | None:
         best = None
