@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-SQUAD = Path(__file__).resolve().parents[3] / "shared" / "data" / "squad_v1_dev_xquad_en" / "xquad_en_flat.jsonl"
+def _shared_data() -> Path:
+    """The first shared/data above this file (the checkout may be a worktree nested deeper than /work/main)."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "shared" / "data").is_dir():
+            return parent / "shared" / "data"
+    return Path("/work/shared/data")
+
+
+SQUAD = _shared_data() / "squad_v1_dev_xquad_en" / "xquad_en_flat.jsonl"
 
 
 class WordEmbedder:
