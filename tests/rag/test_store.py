@@ -198,3 +198,10 @@ def test_another_embedder_is_refused(tmp_path, embedder):
     other = type("Other", (type(embedder),), {"name": "other-model"})()
     with Store(tmp_path / "e.db", embedder=other) as store, pytest.raises(StoreError, match="test-bag-of-words"):
         store.ingest([Document("pears", "p")])
+
+
+def test_remove_deletes_documents_chunks_and_their_index_rows(store):
+    store.ingest([Document("apples here", "a"), Document("pears there", "p")])
+    assert store.remove(["a", "missing"]) == 1
+    assert store.counts() == {"documents": 1, "chunks": 1}
+    assert store.search("apples", mode="bm25") == [] and len(store.search("apples", mode="dense")) == 1

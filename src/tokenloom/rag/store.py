@@ -265,6 +265,19 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?)", (doc_id, ordinal, span.text, span.start, span.end, blob)).lastrowid
         self.db.execute("INSERT INTO chunks_fts(rowid, text) VALUES (?, ?)", (chunk_id, span.text))
 
+    def remove(self, keys: Iterable[str]) -> int:
+        """Delete documents (and their chunks) by key, in one transaction; how many were there."""
+        keys = list(keys)
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            removed = sum(self.db.execute("DELETE FROM documents WHERE key = ?", (k,)).rowcount for k in keys)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self._matrix = None
+        return removed
+
     def counts(self) -> dict[str, int]:
         one = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
         return {"documents": one("SELECT count(*) FROM documents"), "chunks": one("SELECT count(*) FROM chunks")}
@@ -313,7 +326,9 @@ class Store:
         if not ids:
             return []
         scores = matrix @ self.embedder.encode([query])[0]  # (N,)
-        order = torch.sort(scores, descending=True, stable=True).indices[:k]
+        kth = torch.topk(scores, min(k, len(ids))).values[-1]
+        candidates = torch.nonzero(scores >= kth).squeeze(1)  # every row tied with the k-th too, in id order
+        order = candidates[torch.sort(scores[candidates], descending=True, stable=True).indices[:k]]
         return [(ids[i], float(scores[i])) for i in order.tolist()]
 
     def cosines(self, text: str, chunk_ids: list[int]) -> list[float]:
