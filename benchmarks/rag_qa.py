@@ -1,6 +1,6 @@
 """Retrieval-augmented QA on SQuAD v1.1 (XQuAD English, 240 paragraphs, 1,190 questions).
 
-    python benchmarks/rag_qa.py                 # seeded subset (--limit 40 answerable + 40 unanswerable)
+    python benchmarks/rag_qa.py                 # seeded subset (--limit 24 answerable + 24 unanswerable)
     python benchmarks/rag_qa.py --limit 0       # every test question
     python benchmarks/rag_qa.py --calibrate     # thresholds for tokenloom.rag.ask, from calibration paragraphs
 
@@ -234,7 +234,7 @@ def targets(results, retrieval) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--limit", type=int, default=40, help="questions per test set (0: all)")
+    parser.add_argument("--limit", type=int, default=24, help="questions per test set (0: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=3, help="passages per prompt")
     parser.add_argument("--calibrate", action="store_true")
