@@ -14,6 +14,7 @@ FORBIDDEN = {
     "generation": {"eval", "training", "app"},
     "eval": {"training", "app"},
     "training": {"app", "eval"},
+    "rag": {"app", "training", "eval"},
 }
 
 

@@ -20,7 +20,7 @@ _LAZY = {
     "TokenloomError": ("tokenloom.errors", "TokenloomError"),
     "InvalidArgument": ("tokenloom.errors", "InvalidArgument"),
 }
-_SUBMODULES = {"metrics", "eval", "model", "generation", "training"}
+_SUBMODULES = {"metrics", "eval", "model", "generation", "training", "rag"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES)
 
