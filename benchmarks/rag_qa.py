@@ -115,15 +115,15 @@ def has_ans(rows, answers) -> dict:
             "answered": 100 * sum(not a.abstained for a in answers) / n}
 
 
-def run_settings(lm, stores, answerable, unanswerable, k, progress) -> dict:
-    plain = AskConfig(k=k, abstain=False)
+def run_settings(lm, stores, answerable, unanswerable, k, progress, style) -> dict:
+    plain = AskConfig(style=style, k=k, abstain=False)
     specs = {  # setting: (config for generation, config for the decision)
-        "closed book": (AskConfig(closed_book=True), AskConfig(closed_book=True)),
+        "closed book": (AskConfig(style=style, closed_book=True), AskConfig(style=style, closed_book=True)),
         "retrieval": (plain, plain),
-        "retrieval + abstention": (plain, AskConfig(k=k)),
-        "retrieval + reject sampling (N=4)": (AskConfig(k=k, samples=4), AskConfig(k=k, samples=4)),
-        "retrieval + verification": (plain, AskConfig(k=k, verify=True)),
-        "retrieval + hedging": (AskConfig(k=k, hedge=True, abstain=False), AskConfig(k=k, hedge=True, abstain=False)),
+        "retrieval + abstention": (plain, AskConfig(style=style, k=k)),
+        "retrieval + reject sampling (N=4)": (AskConfig(style=style, k=k, samples=4), AskConfig(style=style, k=k, samples=4)),
+        "retrieval + verification": (plain, AskConfig(style=style, k=k, verify=True)),
+        "retrieval + hedging": (AskConfig(style=style, k=k, hedge=True, abstain=False), AskConfig(style=style, k=k, hedge=True, abstain=False)),
     }
     cache, results, kept = {}, {}, {}
     for name, (gen_config, decide_config) in specs.items():
@@ -145,14 +145,14 @@ def run_settings(lm, stores, answerable, unanswerable, k, progress) -> dict:
     return results, kept
 
 
-def coverage_curve(answerable, kept, png: Path) -> list:
+def coverage_curve(answerable, kept, png: Path, style: str) -> list:
     """Coverage and accuracy (gold contained, NoAns answered = wrong) as the support threshold rises."""
     points = []
     pairs = [(a.support, a.retrieval_score, best_of(contains_answer, a.answer, r["answers"]["text"]))
              for r, a in zip(answerable, kept[("retrieval", "HasAns")])]
     pairs += [(a.support, a.retrieval_score, 0.0) for a in kept[("retrieval", "NoAns")]]
     for threshold in [t / 20 for t in range(0, 20)]:
-        answered = [c for s, r, c in pairs if s >= threshold and r >= AskConfig().min_retrieval]
+        answered = [c for s, r, c in pairs if s >= threshold and r >= AskConfig(style=style).min_retrieval]
         points.append({"threshold": threshold, "coverage": len(answered) / len(pairs),
                        "accuracy": sum(answered) / len(answered) if answered else None})
     import matplotlib
@@ -186,8 +186,8 @@ def auc(positives, negatives) -> float:
     return wins / (len(positives) * len(negatives))
 
 
-def calibrate(lm, stores, rows_a, progress, k) -> dict:
-    plain = AskConfig(k=k, abstain=False)
+def calibrate(lm, stores, rows_a, progress, k, style) -> dict:
+    plain = AskConfig(style=style, k=k, abstain=False)
     gens_a = generations(lm, stores["A"], rows_a, plain, progress, "calibration (answerable)")
     gens_c = generations(lm, stores["C"], rows_a, plain, progress, "calibration (unanswerable)")
     ans_a, ans_c = answers_for(stores["A"], rows_a, gens_a, plain), answers_for(stores["C"], rows_a, gens_c, plain)
@@ -236,7 +236,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=24, help="questions per test set (0: all)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--k", type=int, default=3, help="passages per prompt")
+    parser.add_argument("--k", type=int, default=1, help="passages per prompt")
+    parser.add_argument("--style", choices=["chat", "short"], default="short", help="prompt style (tokenloom.rag.prompt)")
     parser.add_argument("--calibrate", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("rag_qa.json"))
     parser.add_argument("--png", type=Path, default=Path("rag_qa_coverage.png"))
@@ -254,12 +255,12 @@ def main() -> None:
         stores = build_stores(rows, Path(folder), removed_test, calib)
         lm = tl.load("smollm2-135m-instruct")
         if args.calibrate:
-            result = calibrate(lm, stores, pick([r for r in rows if key(r) in calib]), progress, args.k)
+            result = calibrate(lm, stores, pick([r for r in rows if key(r) in calib]), progress, args.k, args.style)
             print(json.dumps(result, indent=2))
             return
         retrieval = recall(stores["A"], rows, progress)
-        results, kept = run_settings(lm, stores, answerable, unanswerable, args.k, progress)
-        curve = coverage_curve(answerable, kept, args.png)
+        results, kept = run_settings(lm, stores, answerable, unanswerable, args.k, progress, args.style)
+        curve = coverage_curve(answerable, kept, args.png, args.style)
     print(f"\n{len(answerable)} answerable + {len(unanswerable)} unanswerable questions, k={args.k}, "
           f"seed {args.seed}; {time.time() - started:.0f} s on a shared machine\n")
     print("| retrieval (1,190 questions) | recall@1 | recall@5 |\n|---|---:|---:|")
@@ -269,7 +270,7 @@ def main() -> None:
     print("\n".join(targets(results, retrieval)))
     args.out.write_text(json.dumps({"retrieval": retrieval, "settings": results, "coverage": curve,
                                     "limit": args.limit, "seed": args.seed, "k": args.k,
-                                    "thresholds": AskConfig().__dict__}, indent=2, default=str))
+                                    "thresholds": AskConfig(style=args.style).__dict__}, indent=2, default=str))
     print(f"\nwrote {args.out} and {args.png}")
 
 

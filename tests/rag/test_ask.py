@@ -31,11 +31,11 @@ def test_consistency_is_mean_pairwise_token_f1():
 @pytest.mark.slow
 def test_an_answerable_question_cites_a_given_passage(smollm_native, squad_store):
     store, rows = squad_store
-    answer = ask(smollm_native, store, "Who lost to the Broncos in the divisional round?", k=2)
-    given = {h.chunk_id for h in store.search(answer.question, k=2, mode="hybrid")}
+    answer = ask(smollm_native, store, "How many tackles did Luke Kuechly register?", k=1)
+    given = {h.chunk_id for h in store.search(answer.question, k=1, mode="hybrid")}
     assert not answer.abstained and answer.answer != ABSTAIN
     assert answer.citations and {c["chunk_id"] for c in answer.citations} <= given
-    assert all(1 <= c["passage"] <= 2 for c in answer.citations)
+    assert all(c["passage"] == 1 for c in answer.citations) and "118" in answer.answer
     assert answer.support >= AskConfig().min_support and answer.retrieval_score >= AskConfig().min_retrieval
 
 

@@ -81,8 +81,10 @@ def search_command(query: str, db: DB, k: K = 5, mode: MODE = "hybrid", as_json:
 def ask_command(
     question: str,
     db: DB,
-    k: K = 3,
+    k: K = 1,
     mode: MODE = "hybrid",
+    style: Annotated[str, typer.Option(help="Prompt: short (worked examples, a span and its citation) or chat.")]
+    = "short",
     samples: Annotated[int, typer.Option(help="Candidates to sample; the best supported one is kept.")] = 1,
     verify: Annotated[bool, typer.Option("--verify", help="Check each sentence of the answer against the store.")] = False,
     hedge: Annotated[bool, typer.Option("--hedge", help="Ask the model to hedge or say it does not know.")] = False,
@@ -94,7 +96,7 @@ def ask_command(
     import tokenloom as tl
     from tokenloom.rag.ask import AskConfig, ask
 
-    config = AskConfig(k=k, mode=mode, samples=samples, verify=verify, hedge=hedge)
+    config = AskConfig(k=k, mode=mode, samples=samples, verify=verify, hedge=hedge, style=style)
     with _open(db) as store:
         answer = ask(tl.load(model), store, question, config=config)
     if as_json:

@@ -4,6 +4,12 @@
     # [{"role": "system", "content": "Answer the question using only the numbered passages. ..."},
     #  {"role": "user", "content": "[1] Paris is the capital of France.\\n\\nQuestion: ..."}]
 
+Two styles. "chat": a system instruction and the passages in a user turn, through the
+model's chat template. "short" (the default of `ask`): a plain few-shot prompt whose
+three worked examples answer in a span of a few words followed by its citation; a small
+model copies that form far more faithfully than it follows an instruction to be brief
+(`benchmarks/rag_qa.py` measures both).
+
 Phrases that mean "I do not know" in a reply turn it into an abstention (`is_refusal`).
 """
 
@@ -38,6 +44,41 @@ def messages(question: str, passages: list[tuple[str, str]], hedge: bool = False
     system = (HEDGE + instruction) if hedge else instruction
     user = f"{passage_block(passages)}\n\nQuestion: {question}" if passages else f"Question: {question}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+STYLES = ("chat", "short")
+
+# The worked examples of the "short" style: made-up passages, an answer copied from each.
+SHOTS = (
+    ("Super Bowl 50 was an American football game to determine the champion of the National Football League "
+     "(NFL) for the 2015 season. The American Football Conference (AFC) champion Denver Broncos defeated the "
+     "National Football Conference (NFC) champion Carolina Panthers 24–10 to earn their third Super Bowl title.",
+     "Which team won Super Bowl 50?", "Denver Broncos"),
+    ("The Amazon rainforest covers 5,500,000 square kilometres, of which 60% is in Brazil. The name Amazonas "
+     "was given by Francisco de Orellana in 1542.", "In what year was the name Amazonas given?", "1542"),
+    ("Nikola Tesla was born in the village of Smiljan, in the Austrian Empire. He worked for Thomas Edison in "
+     "New York before founding his own laboratory.", "Who did Tesla work for in New York?", "Thomas Edison"),
+)
+SHORT_HEDGE = f"Answer only from the passage. If it does not give the answer, write: {ABSTAIN}\n\n"
+
+
+def short_prompt(question: str, passages: list[tuple[str, str]], hedge: bool = False) -> str:
+    """The "short" style: worked examples, then the numbered passages and the question.
+
+    short_prompt("Who?", [("T", "Ann came.")]) ends with
+    "[1] Ann came.\nQuestion: Who?\nShort answer:"; no passages means closed book."""
+    if passages:
+        shots = "".join(f"[1] {text}\nQuestion: {q}\nShort answer: {a} [1]\n\n" for text, q, a in SHOTS)
+        body = "\n".join(f"[{i}] {text}" for i, (_, text) in enumerate(passages, 1)) + "\n"
+    else:
+        shots = "".join(f"Question: {q}\nShort answer: {a}\n\n" for _, q, a in SHOTS)
+        body = ""
+    return f"{SHORT_HEDGE if hedge else ''}{shots}{body}Question: {question}\nShort answer:"
+
+
+def short_reply(text: str) -> str:
+    """A "short" completion's answer: its first non-empty line."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def is_refusal(text: str) -> bool:
