@@ -13,7 +13,8 @@ Retrieval recall@1/@5 uses all 1,190 questions on store A (the gold paragraph am
 Generation settings: closed book; retrieval (plain: answer whatever the scores); retrieval +
 abstention (the thresholds of tokenloom.rag.ask); + reject sampling (N=4); + verification;
 + hedging (the hedge prompt, no thresholds). Answerable: EM, F1 (SQuAD normalisation), answer
-contained; an abstention scores 0. Unanswerable: the answered rate is the hallucination rate.
+contained; an abstention scores 0. The answer is scored without its citation
+markers ("1542 [1]" -> "1542"). Unanswerable: the answered rate is the hallucination rate.
 
 Calibration rule (--calibrate): min_retrieval keeps 95% of answerable calibration questions;
 min_support and min_logprob keep 90% of the correct calibration answers (gold answer
@@ -41,6 +42,7 @@ from tokenloom.metrics.squad import best_of, contains_answer, exact_match, token
 from tokenloom.rag.ask import AskConfig, decide, generate, retrieve, verify  # noqa: E402
 from tokenloom.rag.readers import Document  # noqa: E402
 from tokenloom.rag.store import Store  # noqa: E402
+from tokenloom.rag.support import strip_citations  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "shared" / "data" / "squad_v1_dev_xquad_en" / "xquad_en_flat.jsonl"
 if not DATA.exists():
@@ -109,7 +111,7 @@ def answers_for(store, rows, gens, config) -> list:
 
 def has_ans(rows, answers) -> dict:
     n = len(rows)
-    pick = lambda metric: sum(0.0 if a.abstained else best_of(metric, a.answer, r["answers"]["text"])  # noqa: E731
+    pick = lambda metric: sum(0.0 if a.abstained else best_of(metric, strip_citations(a.answer), r["answers"]["text"])  # noqa: E731
                               for r, a in zip(rows, answers)) / n
     return {"EM": 100 * pick(exact_match), "F1": 100 * pick(token_f1), "contains": 100 * pick(contains_answer),
             "answered": 100 * sum(not a.abstained for a in answers) / n}
@@ -148,7 +150,7 @@ def run_settings(lm, stores, answerable, unanswerable, k, progress, style) -> di
 def coverage_curve(answerable, kept, png: Path, style: str) -> list:
     """Coverage and accuracy (gold contained, NoAns answered = wrong) as the support threshold rises."""
     points = []
-    pairs = [(a.support, a.retrieval_score, best_of(contains_answer, a.answer, r["answers"]["text"]))
+    pairs = [(a.support, a.retrieval_score, best_of(contains_answer, strip_citations(a.answer), r["answers"]["text"]))
              for r, a in zip(answerable, kept[("retrieval", "HasAns")])]
     pairs += [(a.support, a.retrieval_score, 0.0) for a in kept[("retrieval", "NoAns")]]
     for threshold in [t / 20 for t in range(0, 20)]:
@@ -169,8 +171,23 @@ def coverage_curve(answerable, kept, png: Path, style: str) -> list:
     plt.title("SmolLM2-135M + retrieval: support threshold 0 to 0.95")
     plt.grid(alpha=0.3)
     plt.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
     plt.savefig(png, dpi=120)
     return points
+
+
+def consistency_auroc(answerable, kept) -> dict:
+    """Sample consistency (mean pairwise token F1 of the N=4 samples) as a hallucination signal:
+    AUROC of "right" (the kept candidate contains the gold answer) against "wrong" (it does
+    not, or the question has no answer in the store), over every question of the setting."""
+    name = "retrieval + reject sampling (N=4)"
+    right, wrong = [], []
+    for r, a in zip(answerable, kept[(name, "HasAns")]):
+        if a.consistency is not None:
+            (right if best_of(contains_answer, strip_citations(a.raw), r["answers"]["text"]) else wrong).append(
+                a.consistency)
+    wrong += [a.consistency for a in kept[(name, "NoAns")] if a.consistency is not None]
+    return {"auroc": auc(right, wrong), "right": len(right), "wrong": len(wrong)}
 
 
 def percentile(values, q) -> float:
@@ -192,7 +209,7 @@ def calibrate(lm, stores, rows_a, progress, k, style) -> dict:
     gens_c = generations(lm, stores["C"], rows_a, plain, progress, "calibration (unanswerable)")
     ans_a, ans_c = answers_for(stores["A"], rows_a, gens_a, plain), answers_for(stores["C"], rows_a, gens_c, plain)
     correct = [a for r, a in zip(rows_a, ans_a) if not a.abstained
-               and best_of(contains_answer, a.answer, r["answers"]["text"])]
+               and best_of(contains_answer, strip_citations(a.answer), r["answers"]["text"])]
     wrong_c = [a for a in ans_c if not a.abstained]
     floor = lambda x: int(x * 20) / 20  # noqa: E731
     signals = {"support (cosine)": lambda a: a.support, "overlap": lambda a: a.candidates[0]["overlap"],
@@ -260,15 +277,23 @@ def main() -> None:
             return
         retrieval = recall(stores["A"], rows, progress)
         results, kept = run_settings(lm, stores, answerable, unanswerable, args.k, progress, args.style)
-        curve = coverage_curve(answerable, kept, args.png, args.style)
+        try:
+            curve = coverage_curve(answerable, kept, args.png, args.style)
+        except OSError as exc:  # the figures below still print
+            print(f"could not write the plot {args.png}: {exc}")
+            curve = []
     print(f"\n{len(answerable)} answerable + {len(unanswerable)} unanswerable questions, k={args.k}, "
-          f"seed {args.seed}; {time.time() - started:.0f} s on a shared machine\n")
+          f"seed {args.seed}; {time.time() - started:.0f} s\n")
     print("| retrieval (1,190 questions) | recall@1 | recall@5 |\n|---|---:|---:|")
     for mode, r in retrieval.items():
         print(f"| {mode} | {r['recall@1']:.3f} | {r['recall@5']:.3f} |")
     print("\n" + table(results) + "\n")
+    agreement = consistency_auroc(answerable, kept)
+    print(f"sample consistency (N=4) telling right answers from wrong ones: AUROC {agreement['auroc']:.3f} "
+          f"({agreement['right']} right, {agreement['wrong']} wrong)\n")
     print("\n".join(targets(results, retrieval)))
     args.out.write_text(json.dumps({"retrieval": retrieval, "settings": results, "coverage": curve,
+                                    "consistency": agreement,
                                     "limit": args.limit, "seed": args.seed, "k": args.k,
                                     "thresholds": AskConfig(style=args.style).__dict__}, indent=2, default=str))
     print(f"\nwrote {args.out} and {args.png}")
