@@ -17,6 +17,9 @@ from tokenloom.metrics.text import tokenize_13a
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 WMT = DATA / "wmt22_general_de_en"
+if not (WMT / "system-outputs").is_dir():
+    pytest.skip(f"{WMT} is absent: these tests compare with sacrebleu on the shared WMT22 outputs",
+                allow_module_level=True)
 SYSTEMS = sorted(p.name.split(".")[-2] for p in (WMT / "system-outputs").iterdir())
 TOKENIZERS = ["13a", "intl", "char", "none"]
 SMOOTHING = ["exp", "floor", "add-k", "none"]
