@@ -23,7 +23,7 @@ GREEDY = dict(temperature=0, max_tokens=60)
 
 @pytest.fixture(scope="module")
 def lm(smollm_native):
-    return smollm_native  # tokenloom.load("smollm2-135m-instruct"), loaded once for the session
+    return smollm_native  # tokenloom.load("smollm2-135m-instruct"), loaded once per test run
 
 
 @pytest.fixture(scope="module")

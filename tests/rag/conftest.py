@@ -11,7 +11,7 @@ import pytest
 import torch
 
 def _shared_data() -> Path:
-    """The first shared/data above this file (the checkout may be a worktree nested deeper than /work/main)."""
+    """The first shared/data above this file (wherever the checkout sits)."""
     for parent in Path(__file__).resolve().parents:
         if (parent / "shared" / "data").is_dir():
             return parent / "shared" / "data"
