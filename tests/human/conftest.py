@@ -61,7 +61,7 @@ def simulate(store: RatingStore, created, answer) -> int:
     for invitation in created.raters:
         rater = store.rater_by_token(invitation.token)
         while (position := store.next_position(rater)) is not None:
-            task = store.task(rater, position)
+            task = store.task(rater, position, mark_shown=False)  # one transaction per rating, as a rater makes
             store.submit(rater, position, {c: answer(rater, task, c) for c in task.criteria})
             made += len(task.criteria)
     return made

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tokenloom.errors import InvalidArgument
-from tokenloom.human.items import parse_gold, parse_items, preference_rows, read_jsonl, split_dialogue
+from tokenloom.human.items import parse_gold, parse_items, preference_rows, read_jsonl, split_pair
 
 from .conftest import HOSTILE, item_rows
 
@@ -83,11 +83,13 @@ def test_gold_answers_are_checked_against_the_scale():
     assert attention[0].role == "attention"
 
 
-def test_split_dialogue_cuts_at_the_last_assistant_turn():
-    assert split_dialogue("\n\nHuman: hi\n\nAssistant: hello\n\nHuman: more\n\nAssistant: sure") == (
-        "Human: hi\n\nAssistant: hello\n\nHuman: more", "sure")
+def test_split_pair_cuts_at_the_last_shared_assistant_turn():
+    chosen = "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: more\n\nAssistant: sure"
+    rejected = "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: more\n\nAssistant: no\n\nAssistant: really"
+    assert split_pair(chosen, rejected) == ("Human: hi\n\nAssistant: hello\n\nHuman: more", "sure",
+                                            "no\n\nAssistant: really")
     with pytest.raises(InvalidArgument, match="Assistant"):
-        split_dialogue("Human: no reply")
+        split_pair("Human: no reply", "Human: none")
 
 
 def test_preference_rows_read_gzip_pairs(tmp_path):

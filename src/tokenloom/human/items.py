@@ -25,6 +25,7 @@ import gzip
 import hashlib
 import itertools
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,15 +202,19 @@ def parse_gold(rows: list[tuple[str, dict]], kind: str, criteria: tuple[str, ...
     return items
 
 
-def split_dialogue(transcript: str) -> tuple[str, str]:
-    """(dialogue before the last assistant turn, that turn's text) of an HH-RLHF transcript.
+def split_pair(chosen: str, rejected: str) -> tuple[str, str, str]:
+    """(shared dialogue, chosen reply, rejected reply) of two HH-RLHF transcripts:
+    cut both at the last '\n\nAssistant:' inside their common prefix (a reply may
+    itself contain that marker, so the last one of each transcript is not safe).
 
-    '\\n\\nHuman: hi\\n\\nAssistant: hello' -> ('Human: hi', 'hello')"""
+    ('\n\nHuman: hi\n\nAssistant: hello', '\n\nHuman: hi\n\nAssistant: go away')
+    -> ('Human: hi', 'hello', 'go away')"""
     marker = "\n\nAssistant:"
-    cut = transcript.rfind(marker)
+    common = os.path.commonprefix([chosen, rejected])
+    cut = common.rfind(marker)
     if cut < 0:
-        raise InvalidArgument("a preference transcript must contain an '\\n\\nAssistant:' turn")
-    return transcript[:cut].strip(), transcript[cut + len(marker):].strip()
+        raise InvalidArgument("a preference pair must share a dialogue ending in an '\\n\\nAssistant:' turn")
+    return chosen[:cut].strip(), chosen[cut + len(marker):].strip(), rejected[cut + len(marker):].strip()
 
 
 def preference_rows(path: Path, limit: int | None = None) -> list[tuple[str, dict]]:
@@ -223,10 +228,10 @@ def preference_rows(path: Path, limit: int | None = None) -> list[tuple[str, dic
         for key in ("chosen", "rejected"):
             if not isinstance(record.get(key), str):
                 raise InvalidArgument(f"{where}: a preference pair needs string fields 'chosen' and 'rejected'")
-        prompt, chosen = split_dialogue(record["chosen"])
-        prompt_b, rejected = split_dialogue(record["rejected"])
-        if prompt != prompt_b:
-            raise InvalidArgument(f"{where}: 'chosen' and 'rejected' do not share the dialogue before the last turn")
+        try:
+            prompt, chosen, rejected = split_pair(record["chosen"], record["rejected"])
+        except InvalidArgument as error:
+            raise InvalidArgument(f"{where}: {error}") from None
         rows.append((where, {"id": f"pair-{number}", "prompt": prompt, "system": "chosen", "output": chosen}))
         rows.append((where, {"id": f"pair-{number}", "prompt": prompt, "system": "rejected", "output": rejected}))
     return rows

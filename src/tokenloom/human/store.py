@@ -189,12 +189,14 @@ class RatingStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (spec.name, spec.kind, json.dumps(spec.criteria), spec.per_item, spec.seed,
                  token_hash(admin_token), new_token(), time.time())).lastrowid
-            item_ids = [self._insert_item(db, study_id, item) for item in [*items, *checks]]
+            every = [*items, *checks]
+            item_ids = [self._insert_item(db, study_id, item) for item in every]
             for number, (token, queue) in enumerate(zip(tokens, queues), start=1):
                 rater_id = db.execute("INSERT INTO raters (study_id, name, token_hash) VALUES (?, ?, ?)",
                                       (study_id, f"rater-{number:0{width}d}", token_hash(token))).lastrowid
                 db.executemany("INSERT INTO assignments (rater_id, item_id, position, flip) VALUES (?, ?, ?, ?)",
-                               [(rater_id, item_ids[s.item], p, int(s.flip)) for p, s in enumerate(queue, 1)])
+                               [(rater_id, item_ids[s.item], p, int(s.flip and len(every[s.item].outputs) == 2))
+                                for p, s in enumerate(queue, 1)])  # a single output has no layout
 
         self._write(work)
         invitations = tuple(Invitation(f"rater-{n:0{width}d}", t) for n, t in enumerate(tokens, start=1))
