@@ -30,6 +30,12 @@ def test_left_right_layouts_are_split_evenly_per_item():
     assert set(flips.values()) == {2}
 
 
+def test_odd_panels_do_not_favour_one_layout_study_wide():
+    queues = assign(400, 3, 3, seed=2)
+    swapped = sum(s.flip for q in queues for s in q)
+    assert abs(swapped / 1200 - 0.5) < 0.05  # [F, T, F] on every item would give 1/3
+
+
 def test_orders_differ_between_raters_and_repeat_with_the_seed():
     a, b = assign(30, 3, 3, seed=5), assign(30, 3, 3, seed=5)
     assert a == b

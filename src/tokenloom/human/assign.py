@@ -11,7 +11,8 @@ raters each:
 * each rater's queue is shuffled on its own, so raters see items in different
   orders (order effects average out instead of piling up on some items);
 * for pairwise items the K raters of an item are split as evenly as possible
-  between the two left/right layouts, so position bias cannot favour a system.
+  between the two left/right layouts (for odd K a coin picks which layout gets
+  the extra rater), so position bias cannot favour a system.
 
     >>> [len(q) for q in assign(10, 4, 2, seed=0)]
     [5, 5, 5, 5]
@@ -45,7 +46,10 @@ def check_design(n_items: int, n_raters: int, per_item: int) -> None:
 
 
 def _balanced_flips(k: int, rng: random.Random) -> list[bool]:
-    flips = [j % 2 == 1 for j in range(k)]
+    """k layouts, half swapped; for odd k a coin decides which layout gets the extra one
+    (always the same one would show one system on the left more often, study-wide)."""
+    offset = rng.random() < 0.5
+    flips = [(j + offset) % 2 == 1 for j in range(k)]
     rng.shuffle(flips)
     return flips
 
