@@ -20,6 +20,7 @@ same number of raters everywhere this is Fleiss (1971).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -102,24 +103,38 @@ def agrees(a, b, level: str) -> bool:
     return abs(float(a) - float(b)) <= 1 if level == "ordinal" else a == b
 
 
+def _consensus(values: list, level: str) -> list:
+    """What the other raters of a unit said, as the answers a rater can agree with:
+    the median for ordinal scales, every most frequent answer for nominal ones."""
+    if level == "ordinal":
+        return [float(np.median([float(v) for v in values]))]
+    counts = Counter(values)
+    top = max(counts.values())
+    return [v for v, c in counts.items() if c == top]
+
+
 def rater_agreement(answers: dict, level: str) -> dict[str, dict]:
-    """Per rater, how often their answer agrees with each other rater's on the same
-    unit: {rater: {"agreement": share, "pairs": count}}. `answers` maps a unit to
-    {rater: value}."""
+    """Per rater, how often their answer agrees with the consensus of the other raters
+    of the same unit (see `_consensus`): {rater: {"agreement": share, "units": count}}.
+    `answers` maps a unit to {rater: value}. Comparing with the others' consensus
+    rather than with each other rater one by one keeps one careless rater from
+    dragging down everyone who shares items with them."""
     hits: dict[str, list[int]] = {}
     for by_rater in answers.values():
         for rater, value in by_rater.items():
-            for other, other_value in by_rater.items():
-                if other != rater:
-                    hits.setdefault(rater, []).append(int(agrees(value, other_value, level)))
-    return {r: {"agreement": float(np.mean(h)), "pairs": len(h)} for r, h in hits.items()}
+            others = [v for other, v in by_rater.items() if other != rater]
+            if others:
+                hits.setdefault(rater, []).append(int(any(agrees(value, c, level) for c in _consensus(others, level))))
+    return {r: {"agreement": float(np.mean(h)), "units": len(h)} for r, h in hits.items()}
 
 
 def outliers(agreement: dict[str, float], gold: dict[str, float], min_gold: float = 0.6,
-             spread: float = 3.0, floor: float = 0.15) -> dict[str, list[str]]:
+             spread: float = 2.5, floor: float = 0.1) -> dict[str, list[str]]:
     """Raters to look at, with the reasons: gold accuracy below `min_gold`, or
     agreement with the others below median - max(floor, spread · MAD) of all raters'
-    agreements (a robust cut that needs no assumption of normality)."""
+    agreements. The median absolute deviation is robust to the outliers it looks
+    for; 2.5 is Leys et al. (2013)'s moderately conservative cut, and `floor` keeps
+    a panel of very similar raters from flagging someone over a few answers."""
     flagged: dict[str, list[str]] = {}
     for rater, accuracy in gold.items():
         if accuracy == accuracy and accuracy < min_gold:

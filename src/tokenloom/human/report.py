@@ -140,7 +140,7 @@ def _raters(store: RatingStore, study: Study, rows: list[dict], checks: list[dic
         name, got = row["name"], accuracy.get(row["name"], {"gold": [], "attention": []})
         table.append({"rater": name, "done": row["done"], "total": row["total"],
                       "agreement": agreement.get(name, {}).get("agreement"),
-                      "agreement_pairs": agreement.get(name, {}).get("pairs", 0),
+                      "agreement_units": agreement.get(name, {}).get("units", 0),
                       "gold_accuracy": float(np.mean(got["gold"])) if got["gold"] else None,
                       "attention_passed": float(np.mean(got["attention"])) if got["attention"] else None,
                       "median_seconds": float(np.median(seconds[name])) if seconds[name] else None,
