@@ -103,14 +103,21 @@ def rate(request: Request, position: int | None = None):
         return _message("Not found", str(error), 404)
 
 
+async def _signed_form(request: Request, resolve):
+    """(form fields, caller) of a form post; the CSRF token is checked (403) once the caller is known."""
+    form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+    caller = await run_in_threadpool(resolve, request, request.app.state.store)
+    if caller is not None:
+        caller.require_csrf(form.get("csrf"))
+    return form, caller
+
+
 @page_router.post("/rate")
 async def rate_submit(request: Request):
-    form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+    form, caller = await _signed_form(request, rater_caller)
     store = request.app.state.store
-    caller = await run_in_threadpool(rater_caller, request, store)
     if caller is None:
         return _message("Not signed in", "Open the invitation link you were given to start rating.", 401)
-    caller.require_csrf(form.get("csrf"))
     try:
         position = int(form.get("position", ""))
         elapsed = form.get("elapsed_ms") or None
@@ -168,13 +175,10 @@ def admin_export(request: Request, fmt: str):
 
 @page_router.post("/admin/close")
 async def admin_close(request: Request):
-    form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
-    store = request.app.state.store
-    caller = await run_in_threadpool(admin_caller, request, store)
+    _form, caller = await _signed_form(request, admin_caller)
     if caller is None:
         return _message("Not signed in", "Open the admin link to see this page.", 401)
-    caller.require_csrf(form.get("csrf"))
-    await run_in_threadpool(store.close_study, caller.subject)
+    await run_in_threadpool(request.app.state.store.close_study, caller.subject)
     return RedirectResponse("/admin", status_code=303)
 
 
