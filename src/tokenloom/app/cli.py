@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from tokenloom.app.eval_cli import classify_command, eval_app
+from tokenloom.human.cli import human_app
 from tokenloom.app.rag_cli import rag_app
 from tokenloom.app.score_cli import score_app
 from tokenloom.app.serve.config import ServeConfig
@@ -29,6 +30,7 @@ app = typer.Typer(
 app.add_typer(score_app, name="score")
 app.add_typer(eval_app, name="eval")
 app.add_typer(rag_app, name="rag")
+app.add_typer(human_app, name="human")
 app.command("classify")(classify_command)
 app.command("train")(train_command)
 
