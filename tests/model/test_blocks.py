@@ -214,3 +214,17 @@ def test_native_precision_falls_back_to_pytorch_int4_when_the_kernels_are_off(mo
     assert isinstance(lm.model.blocks[0].mlp.up, quant.Int4Linear)
     text = lm.generate("The capital of France is", tl.SamplingParams(temperature=0, max_tokens=3)).text
     assert "Paris" in text
+
+
+def test_every_kernel_source_and_header_is_package_data():
+    """A wheel carries what the kernels are built from at run time: each file in model/csrc."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["tokenloom"]
+    csrc = root / "src" / "tokenloom" / "model" / "csrc"
+    needed = {*blocks.SOURCES, *blocks.HEADERS, *(p.name for p in csrc.glob("*.[ch]"))}
+    missing = [n for n in sorted(needed) if not any(fnmatch.fnmatch(f"model/csrc/{n}", g) for g in globs)]
+    assert not missing, f"not in the package data: {missing}"
