@@ -21,7 +21,7 @@ def smollm():
 
 @pytest.fixture(scope="session")
 def smollm_native():
-    """The same model in native precision: its 4-bit blocks through PyTorch's int4 kernel."""
+    """The same model in native precision: computed on its GGUF blocks (model/blocks.py)."""
     import tokenloom as tl
 
     return tl.load("smollm2-135m-instruct", precision="native")

@@ -90,7 +90,8 @@ def test_native_model_is_close_to_float32(smollm, smollm_native):
 
 
 def test_native_decode_steps_match_a_full_pass(smollm_native):
-    """The cached one-token path (rope as a matrix, pre-scaled queries) equals the prompt path."""
+    """The cached one-token path (the fused decode step, or rope as a matrix with pre-scaled queries)
+    computes what the prompt path does."""
     model = smollm_native.model
     ids = torch.tensor([smollm_native.tokenizer.encode("One two three four five six")])
     with torch.inference_mode():
@@ -104,7 +105,11 @@ def test_native_decode_steps_match_a_full_pass(smollm_native):
     # inputs differently and the difference grows over 30 layers: compare distributions, with
     # the bound native mode meets against float32 itself (its 99th-percentile KL is about 0.005).
     assert (whole.exp() * (whole - stepped)).sum(-1).max() < 0.01
-    assert torch.equal(stepped.argmax(-1), whole.argmax(-1))
+    # the same choice wherever the full pass is not near a tie (its top two a nat or more apart):
+    # 8-bit activations (the block kernels, as llama.cpp) may swap two tokens closer than that
+    top2 = whole.topk(2, dim=-1).values
+    clear = (top2[..., 0] - top2[..., 1]) >= 1.0
+    assert clear.any() and torch.equal(stepped.argmax(-1)[clear], whole.argmax(-1)[clear])
 
 
 def test_native_batch_generation_runs_and_stops(smollm_native):

@@ -165,6 +165,14 @@ def demo_command(
     run_demo(model, out, max_tokens)
 
 
+@app.command("doctor")
+def doctor_command() -> None:
+    """This machine's CPU, compiler and PyTorch, and which fast paths tokenloom uses on them."""
+    from tokenloom.app.doctor import run
+
+    run()
+
+
 def main() -> None:
     """Run the CLI; our own errors become one line on stderr and exit code 2."""
     try:

@@ -166,12 +166,13 @@ class GGUFFile:
 
     def blocks(self, name: str) -> "Blocks | torch.Tensor":
         """A tensor in its quantized blocks where native precision computes on them, else float32."""
-        from tokenloom.model.quant import NATIVE_KINDS, Blocks
+        from tokenloom.model.blocks import BYTES
+        from tokenloom.model.quant import Blocks, native_kinds
 
         info = self.tensors.get(name)
-        if info is None or info.kind not in NATIVE_KINDS or len(info.shape) != 2:
+        if info is None or info.kind not in native_kinds() or len(info.shape) != 2:
             return self.tensor(name)
-        size = _BLOCK_DEQUANT[info.kind][0]
+        size = BYTES[info.kind]
         with warnings.catch_warnings():  # a read-only map; the blocks are copied before any write
             warnings.simplefilter("ignore", UserWarning)
             data = torch.from_numpy(info.data).view(info.shape[0], -1, size)  # (rows, blocks, bytes)

@@ -15,7 +15,8 @@ import torch
 
 from tokenloom.errors import CorruptModelFile, InvalidArgument
 from tokenloom.model.config import ModelConfig
-from tokenloom.model import quant
+from tokenloom.model import blocks as block_kernels, quant
+from tokenloom.model.fused_decode import FusedDecoder
 from tokenloom.model.gguf import GGUFFile
 from tokenloom.model.quant import Blocks
 from tokenloom.model.transformer import Transformer
@@ -106,7 +107,7 @@ def gguf_state(f: GGUFFile, config: ModelConfig, native: bool = False) -> dict[s
 
 
 def _has_native_blocks(f: GGUFFile) -> bool:
-    return any(info.kind in quant.NATIVE_KINDS for info in f.tensors.values())
+    return any(info.kind in quant.native_kinds() for info in f.tensors.values())
 
 
 def _rows(weight, reorder):
@@ -117,13 +118,15 @@ def _rows(weight, reorder):
 def build_native(config: ModelConfig, state: dict) -> Transformer:
     """A model whose quantized matrices compute on their blocks (see model/quant.py), the rest in bfloat16.
 
-    4-bit blocks -> `Int4Linear`; Q8_0 -> `Q8Linear` (two 4-bit planes), except the
-    embedding lookup, which gathers Q8_0 rows exactly; a tied output layer gets its own
-    `Q8Linear` copy of the embedding. The residual stream and the norms stay float32:
-    only the products' inputs are rounded to bfloat16.
+    Every quantized matrix -> `BlockLinear` on tokenloom's block kernels, where they can be
+    built (model/blocks.py); else 4-bit blocks -> `Int4Linear` and Q8_0 -> `Q8Linear` (two
+    4-bit planes) on PyTorch's int4 kernel. The embedding lookup gathers Q8_0 rows exactly;
+    a tied output layer computes on the embedding's blocks. The residual stream and the
+    norms stay float32.
     """
     if not quant.available():
-        raise InvalidArgument(f"precision 'native' needs PyTorch's int4 CPU kernels (torch {torch.__version__} lacks them)")
+        raise InvalidArgument("precision 'native' needs tokenloom's GGUF block kernels (a C compiler) or "
+                              f"PyTorch's int4 CPU kernels, which torch {torch.__version__} lacks")
     with torch.device("meta"):
         model = Transformer(config)
     dense = {}
@@ -144,10 +147,13 @@ def build_native(config: ModelConfig, state: dict) -> Transformer:
     model.setup_rope()
     model.pack_for_inference()
     model.precision = NATIVE
+    model.fused_decoder = FusedDecoder.build(model)
     return model.eval()
 
 
 def _native_linear(blocks: Blocks) -> torch.nn.Module:
+    if block_kernels.available():
+        return quant.BlockLinear(blocks)
     if blocks.kind == "Q8_0":
         return quant.Q8Linear(blocks)
     return quant.Int4Linear.from_blocks(blocks)

@@ -79,10 +79,13 @@ def c_compiler() -> str | None:
 def _build() -> ctypes.CDLL | None:
     """Compile the kernels (once per sources and flags) and load them; None when that cannot be done."""
     if sys.platform != "linux" or torch.backends.cpu.get_cpu_capability() != "AVX512":
+        log.warning("tokenloom's long-input kernels (attention, norms, rope, SwiGLU) need AVX-512, which this CPU "
+                    "(%s) lacks: prompts and scoring use PyTorch's operations for those steps",
+                    torch.backends.cpu.get_cpu_capability())
         return None
     compiler = c_compiler()
     if compiler is None:
-        log.info("no C compiler found: PyTorch's operations are used instead of tokenloom's CPU kernels")
+        log.warning("no C compiler found: PyTorch's operations are used instead of tokenloom's long-input CPU kernels")
         return None
     digest = hashlib.sha256(" ".join(FLAGS).encode())
     for path in sorted(CSRC.glob("*.[ch]")):
@@ -94,7 +97,7 @@ def _build() -> ctypes.CDLL | None:
         lib = ctypes.CDLL(str(target))
     except (OSError, RuntimeError, subprocess.SubprocessError) as error:  # no cache, a failed build or load
         detail = getattr(error, "stderr", None) or error
-        log.info("tokenloom's CPU kernels are unavailable, PyTorch's operations are used: %s", detail)
+        log.warning("tokenloom's long-input CPU kernels are unavailable, PyTorch's operations are used: %s", detail)
         return None
     lib.tl_causal_attention.argtypes = [ctypes.POINTER(_Args)]
     lib.tl_causal_attention.restype = ctypes.c_int
@@ -133,6 +136,12 @@ def _library() -> ctypes.CDLL | None:
                 _lib = _build()
                 _tried = True
     return _lib
+
+
+def _checked(name: str, status: int) -> None:
+    """A kernel's return code: anything but 0 means its output was not written."""
+    if status != 0:
+        raise RuntimeError(f"tokenloom's {name} kernel refused its input (code {status})")
 
 
 def available() -> bool:
@@ -180,7 +189,8 @@ def swiglu(h: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"swiglu: needs a contiguous float32 (..., 2F) tensor with F a multiple of 16, "
                          f"got {tuple(h.shape)} {h.dtype}")
     out = h.new_empty(*h.shape[:-1], F)
-    _library().tl_swiglu(h.data_ptr(), out.data_ptr(), h.numel() // (2 * F), F, torch.get_num_threads())
+    _checked("swiglu", _library().tl_swiglu(h.data_ptr(), out.data_ptr(), h.numel() // (2 * F), F,
+                                            torch.get_num_threads()))
     return out
 
 
@@ -210,9 +220,10 @@ def _norm(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, 
     if residual is not None:
         residual, total = residual.contiguous(), x.new_empty(B, T, C)
     out = x.new_empty(B, T, C)
-    _library().tl_rms_norm(x.data_ptr(), x.stride(0), None if residual is None else residual.data_ptr(),
-                           None if total is None else total.data_ptr(), out.data_ptr(), weight.data_ptr(),
-                           B, T, C, eps, torch.get_num_threads())
+    status = _library().tl_rms_norm(x.data_ptr(), x.stride(0), None if residual is None else residual.data_ptr(),
+                                    None if total is None else total.data_ptr(), out.data_ptr(), weight.data_ptr(),
+                                    B, T, C, eps, torch.get_num_threads())
+    _checked("rms_norm", status)
     return total, out
 
 
@@ -249,9 +260,10 @@ def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
                          f"got {tuple(x.shape)} {x.dtype} and {tuple(cos.shape)} {cos.dtype}")
     B, N, T, D = x.shape
     out = x.new_empty(B, N, T, D)
-    _library().tl_rope(x.data_ptr(), x.stride(0), x.stride(1), x.stride(2), cos.data_ptr(), sin.data_ptr(),
-                       cos.stride(0) if cos.shape[0] > 1 else 0, cos.stride(2), out.data_ptr(), B, N, T, D,
-                       torch.get_num_threads())
+    status = _library().tl_rope(x.data_ptr(), x.stride(0), x.stride(1), x.stride(2), cos.data_ptr(), sin.data_ptr(),
+                                cos.stride(0) if cos.shape[0] > 1 else 0, cos.stride(2), out.data_ptr(), B, N, T, D,
+                                torch.get_num_threads())
+    _checked("rope", status)
     return out
 
 
@@ -266,7 +278,8 @@ def logsumexp(x: torch.Tensor) -> torch.Tensor:
     if not logsumexp_usable(x):
         raise ValueError(f"logsumexp: needs float32 (rows, V) with V > 0 contiguous; got {tuple(x.shape)} {x.dtype}")
     out = x.new_empty(x.shape[0])
-    _library().tl_logsumexp(x.data_ptr(), x.stride(0), x.shape[0], x.shape[1], out.data_ptr(), torch.get_num_threads())
+    _checked("logsumexp", _library().tl_logsumexp(x.data_ptr(), x.stride(0), x.shape[0], x.shape[1], out.data_ptr(),
+                                                  torch.get_num_threads()))
     return out
 
 
@@ -303,5 +316,5 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
         q.stride(0), q.stride(1), q.stride(2), v.stride(0), v.stride(1), v.stride(2),
         out.stride(0), out.stride(2), out.stride(1), scale * math.log2(math.e), torch.get_num_threads(),
     )
-    lib.tl_causal_attention(ctypes.byref(args))
+    _checked("causal attention", lib.tl_causal_attention(ctypes.byref(args)))
     return out.transpose(1, 2)

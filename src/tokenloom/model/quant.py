@@ -1,5 +1,11 @@
 """Native precision: a GGUF file's quantized weights computed on as they are stored.
 
+Where tokenloom's own block kernels can be built (model/blocks.py: AVX-512 VNNI, AVX2 or
+portable C), every quantized matrix is a `BlockLinear`: the file's blocks, untouched,
+multiplied with 8-bit activations, and a decode step runs all layers in one call
+(model/fused_decode.py). What follows is the fallback where they cannot be built (no C
+compiler), on PyTorch's own int4 kernel.
+
 Decoding one token reads every weight once, so its speed is the rate at which bytes
 stream from memory: 4-bit weights move a quarter of the bytes of bfloat16 ones.
 PyTorch ships CPU kernels for weight-only quantized products, and llama.cpp's block
@@ -37,17 +43,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tokenloom.model import blocks
+
 GROUP = 32  # weights per block / quantization group along the input dimension
 INNER_K_TILES = 8  # the packing's tile parameter (2, 4 or 8): 8 was fastest here, by up to 20% for wide matrices
 DENSE_ROWS = 64  # from this many rows on, a product dequantizes its weight first (the crossover here)
 
-NATIVE_KINDS = ("Q4_0", "Q4_1", "Q8_0")
+NATIVE_KINDS = ("Q4_0", "Q4_1", "Q8_0")  # formats both paths compute on
+K_KINDS = ("Q4_K", "Q5_K", "Q6_K")  # formats only tokenloom's block kernels compute on
 
 _INT4 = hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu")
 
 
 def available() -> bool:
-    return _INT4
+    """Whether native precision can run: tokenloom's block kernels or PyTorch's int4 kernel."""
+    return blocks.available() or _INT4
+
+
+def native_kinds() -> tuple[str, ...]:
+    """The GGUF formats kept in their blocks here; tensors in other formats are dequantized at load."""
+    return NATIVE_KINDS + K_KINDS if blocks.available() else NATIVE_KINDS
+
+
+def dense_dtype() -> torch.dtype:
+    """The precision a long input's product dequantizes its weight to: bfloat16 where the CPU multiplies
+    it natively (AVX-512 BF16 or AMX, with the AVX-512 kernels chosen), float32 elsewhere, where
+    bfloat16 products are emulated and slower (TOKENLOOM_CPU_KERNEL=avx2 reproduces that choice)."""
+    native_bf16 = {"avx512_bf16", "amx_bf16"} & blocks.cpu_features()
+    return torch.bfloat16 if native_bf16 and blocks.chosen_variant() == "avx512vnni" else torch.float32
 
 
 @dataclass
@@ -58,12 +81,12 @@ class Blocks:
     order) without touching the blocks themselves.
     """
 
-    kind: str  # GGML type name: Q4_0, Q4_1, Q8_0
+    kind: str  # GGML type name: Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K
     data: torch.Tensor  # uint8 (rows, blocks, bytes)
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.data.shape[0], self.data.shape[1] * GROUP
+        return self.data.shape[0], self.data.shape[1] * blocks.WIDTH[self.kind]
 
     def map_rows(self, fn) -> "Blocks":
         return Blocks(self.kind, fn(self.data))
@@ -104,12 +127,58 @@ class Blocks:
 
     def dequantize(self) -> torch.Tensor:
         """The weights as float32 (N, K), exactly as the format defines them."""
+        if self.kind in K_KINDS:
+            return _k_dequantize(self)
         if self.kind == "Q8_0":
             codes, scale = self.int8()
             return (codes.float().view(*scale.shape, GROUP) * scale.unsqueeze(-1)).view(self.shape)
         codes, scale, zero = self.int4()
         grouped = (codes.float() - 8.0).view(*scale.shape, GROUP)
         return (grouped * scale.unsqueeze(-1) + zero.unsqueeze(-1)).view(self.shape)
+
+
+def _k_dequantize(b: Blocks) -> torch.Tensor:
+    N, K = b.shape
+    if blocks.available():
+        return blocks.block_dequantize(b.data.reshape(N, -1).contiguous(), blocks.KINDS[b.kind], N, K, torch.float32)
+    from gguf import quants  # the reference implementation, in numpy: slower, and only at load
+    from gguf.constants import GGMLQuantizationType
+
+    values = quants.dequantize(b.data.reshape(N, -1).numpy(), GGMLQuantizationType[b.kind])
+    return torch.from_numpy(values).float().view(N, K)
+
+
+class BlockLinear(nn.Module):
+    """y = x·Wᵀ with W kept in a GGUF file's blocks, on tokenloom's block kernels (model/blocks.py).
+
+    Up to DENSE_ROWS positions per sequence, the product runs on the blocks with 8-bit
+    activations (as llama.cpp computes); longer inputs (prompts, scoring) are compute-bound,
+    and there the weight is dequantized for that one product (`dense_dtype`) and no dense
+    copy is kept. Float32 out.
+    """
+
+    def __init__(self, b: Blocks):
+        super().__init__()
+        self.kind, self.code = b.kind, blocks.KINDS[b.kind]
+        self.out_features, self.in_features = b.shape
+        self.register_buffer("data", b.data.reshape(self.out_features, -1).contiguous())  # (N, row bytes)
+
+    def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return blocks.block_dequantize(self.data, self.code, self.out_features, self.in_features, dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)
+        # Dense by positions per sequence, not rows, as Int4Linear: a decode batch (B, 1, K) always
+        # runs on the blocks, so a sequence's numbers never depend on how many others decode beside it.
+        if x.dim() >= 2 and x.shape[-2] >= DENSE_ROWS:
+            dtype = dense_dtype()
+            y = F.linear(rows.to(dtype), self.dequantize(dtype)).float()
+        else:
+            y = blocks.block_mm(rows.float(), self.data, self.code, self.out_features)
+        return y.view(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features} -> {self.out_features}, {self.kind} blocks"
 
 
 def quantize_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

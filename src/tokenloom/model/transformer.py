@@ -270,6 +270,7 @@ class Transformer(nn.Module):
         self.rope_cos: torch.Tensor | None = None
         self.rope_sin: torch.Tensor | None = None
         self.packed_output: Packed | None = None
+        self.fused_decoder = None  # native GGUF models: every layer of a decode step in one call (model/fused_decode.py)
         self.precision = "float32"  # what the loader made of the weights: float32 | bfloat16 | native
 
     # -- set-up ------------------------------------------------------------
@@ -330,6 +331,9 @@ class Transformer(nn.Module):
         else:
             positions = torch.arange(T, device=ids.device).expand(B, T)  # (B, T)
         x = self.embed(ids)  # (B, T, C)
+        if T == 1 and self.fused_decoder is not None and self.fused_decoder.takes(cache):
+            x = self.fused_decoder(x.view(B, -1), cache)  # (B, C): the residual stream after the last block
+            return self.norm(x.view(B, 1, -1))
         if self.pos_embed is not None:
             x = x + self.pos_embed(positions)
         rope = None

@@ -1,0 +1,248 @@
+"""Products on a GGUF file's blocks, built for the CPU at hand and chosen at run time.
+
+`csrc/qmatmul.c` multiplies activations, quantized to 8 bits per group of 32, with
+weights in the file's own blocks (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K), and
+`csrc/qdecode.c` runs a whole decode step of a Llama-family model in one call. The same
+sources are compiled once per instruction set:
+
+    avx512vnni   x86-64-v4 + AVX-512 VNNI (vpdpbusd): Intel Ice Lake and later, AMD Zen 4 and later
+    avx2         x86-64-v3 (AVX2, FMA, F16C): nearly every x86-64 CPU since 2013-2015, AMD Zen 1-3 among them
+    portable     plain C: any other CPU (ARM among them), correct and slower
+
+and the best one the CPU supports is loaded (its features are read from /proc/cpuinfo).
+`TOKENLOOM_CPU_KERNEL=avx2` (or `portable`) forces a lesser one, so that every variant
+can be tested on one machine; `TOKENLOOM_CPU_KERNEL=off` turns them off, and native
+precision falls back to PyTorch's int4 kernel (model/quant.py). Each library is built
+on first use with the system's C compiler into the per-user cache (model/native.py's
+`cache_dir`), keyed by a hash of the sources and flags; when that cannot be done, one
+WARNING says why.
+
+The products are PyTorch custom operators (`torch.ops.tokenloom.block_mm`,
+`torch.ops.tokenloom.block_dequantize`), so `torch.compile` traces them as opaque
+calls; every C return code is checked.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+from tokenloom.model.native import c_compiler, cache_dir
+
+log = logging.getLogger(__name__)
+
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = ("qmatmul.c", "qdecode.c")
+HEADERS = ("qblocks.h",)
+KINDS = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14}  # GGML's type ids
+WIDTH = {"Q4_0": 32, "Q4_1": 32, "Q8_0": 32, "Q4_K": 256, "Q5_K": 256, "Q6_K": 256}  # weights a block
+BYTES = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34, "Q4_K": 144, "Q5_K": 176, "Q6_K": 210}  # bytes a block
+BASE = ["-O3", "-fopenmp", "-shared", "-fPIC"]
+VARIANTS = {  # best first: (the CPU features it needs, compiler flags)
+    "avx512vnni": ({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd", "avx512_vnni"},
+                   ["-march=x86-64-v4", "-mavx512vnni"]),
+    "avx2": ({"avx2", "fma", "f16c", "bmi2"}, ["-march=x86-64-v3"]),
+    "portable": (set(), []),
+}
+ENV = "TOKENLOOM_CPU_KERNEL"
+
+
+@functools.cache
+def cpu_features() -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them; empty elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def supported_variants() -> list[str]:
+    """The variants this CPU can run, best first."""
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    return [name for name, (needs, _) in VARIANTS.items() if name == "portable" or (x86 and needs <= cpu_features())]
+
+
+def chosen_variant() -> str | None:
+    """The variant to load: the best supported one, or the one TOKENLOOM_CPU_KERNEL asks for; None for off."""
+    wanted = os.environ.get(ENV, "").strip().lower()
+    supported = supported_variants()
+    if wanted in ("off", "0", "none"):
+        return None
+    if wanted and wanted not in VARIANTS:
+        _warn_once(f"{ENV}={wanted!r} is not a kernel variant (choose from {', '.join(VARIANTS)} or off); "
+                   f"using {supported[0]}")
+    elif wanted and wanted not in supported:
+        _warn_once(f"{ENV}={wanted!r}: this CPU ({cpu_model()}) lacks {sorted(VARIANTS[wanted][0] - cpu_features())}; "
+                   f"using {supported[0]}")
+    elif wanted:
+        return wanted
+    return supported[0]
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    log.warning(message)
+
+
+class _Weight(ctypes.Structure):
+    _fields_ = [("kind", ctypes.c_int64), ("N", ctypes.c_int64), ("K", ctypes.c_int64), ("data", ctypes.c_void_p)]
+
+
+_P = ctypes.POINTER
+
+
+class _Model(ctypes.Structure):
+    _fields_ = (
+        [(n, ctypes.c_int64) for n in ("n_layers", "dim", "n_heads", "n_kv_heads", "head_dim", "hidden", "max_len")]
+        + [("eps", ctypes.c_float), ("attn_norm", _P(ctypes.c_void_p)), ("mlp_norm", _P(ctypes.c_void_p))]
+        + [(n, _P(_Weight)) for n in ("qkv", "out", "up", "down")]
+        + [("rope_cos", ctypes.c_void_p), ("rope_sin", ctypes.c_void_p)]
+    )
+
+
+class _Cache(ctypes.Structure):
+    _fields_ = [("k", _P(ctypes.c_void_p)), ("v", _P(ctypes.c_void_p)), ("slots", ctypes.c_int64),
+                ("capacity", ctypes.c_int64)]
+
+
+_lock = threading.Lock()
+_libs: dict[str, ctypes.CDLL | None] = {}
+
+
+def _build(variant: str) -> ctypes.CDLL | None:
+    compiler = c_compiler()
+    if compiler is None:
+        _warn_once("no C compiler found (set CC, or install gcc): GGUF blocks use PyTorch's int4 kernel, "
+                   "several times slower, and K-quant tensors are dequantized at load")
+        return None
+    flags = BASE + VARIANTS[variant][1]
+    digest = hashlib.sha256(" ".join(flags).encode())
+    for name in (*SOURCES, *HEADERS):
+        digest.update(name.encode() + (CSRC / name).read_bytes())
+    target = cache_dir() / f"blocks-{variant}-{digest.hexdigest()[:16]}.so"
+    try:
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
+            os.close(fd)
+            try:
+                subprocess.run([compiler, *flags, "-o", partial, *(str(CSRC / n) for n in SOURCES), "-lm"],
+                               check=True, capture_output=True, text=True, timeout=120)
+                os.replace(partial, target)  # a reader never sees half a library
+            finally:
+                if os.path.exists(partial):
+                    os.unlink(partial)
+        lib = ctypes.CDLL(str(target))
+    except (OSError, subprocess.SubprocessError) as error:
+        detail = (getattr(error, "stderr", None) or str(error)).strip().splitlines()[-1:]
+        _warn_once(f"tokenloom's {variant} GGUF kernels could not be built with {compiler}: {' '.join(detail)}; "
+                   "GGUF blocks use PyTorch's int4 kernel, several times slower")
+        return None
+    i64, vp = ctypes.c_int64, ctypes.c_void_p
+    lib.tl_qmatmul.argtypes = [ctypes.c_int, vp, i64, i64, vp, i64, i64, vp, i64, ctypes.c_int]
+    lib.tl_dequantize.argtypes = [ctypes.c_int, vp, i64, i64, vp, ctypes.c_int, ctypes.c_int]
+    lib.tl_qsupported.argtypes = [ctypes.c_int, i64]
+    lib.tl_decode_check.argtypes = [_P(_Model)]
+    lib.tl_decode.argtypes = [_P(_Model), _P(_Cache), i64, vp, vp, vp, ctypes.c_int]
+    for fn in (lib.tl_qmatmul, lib.tl_dequantize, lib.tl_qsupported, lib.tl_decode_check, lib.tl_decode):
+        fn.restype = ctypes.c_int
+    return lib
+
+
+def library(variant: str | None = None) -> ctypes.CDLL | None:
+    """The kernels for `variant` (default: `chosen_variant()`), built on first use; None when unavailable."""
+    variant = variant or chosen_variant()
+    if variant is None or sys.platform not in ("linux", "darwin"):
+        return None
+    if variant not in _libs:
+        with _lock:
+            if variant not in _libs:
+                _libs[variant] = _build(variant)
+    return _libs[variant]
+
+
+def available() -> bool:
+    return library() is not None
+
+
+def _check(status: int, what: str) -> None:
+    if status != 0:
+        reason = {1: "unsupported format or shape", 2: "out of memory"}.get(status, f"error {status}")
+        raise RuntimeError(f"tokenloom's {what} kernel failed: {reason}")
+
+
+def _loaded(lib: ctypes.CDLL | None) -> ctypes.CDLL:
+    if lib is None:
+        raise RuntimeError("tokenloom's GGUF kernels are not available on this machine (see `tokenloom doctor`)")
+    return lib
+
+
+def matmul(lib: ctypes.CDLL | None, x: torch.Tensor, blocks: torch.Tensor, kind: int, n: int) -> torch.Tensor:
+    """x (M, K) float32 times the Wᵀ of blocks (n, row bytes) in GGML type `kind`, with library `lib`."""
+    x = x.contiguous().float()
+    M, K = x.shape
+    if blocks.dtype != torch.uint8 or not blocks.is_contiguous() or blocks.shape[0] != n:
+        raise ValueError(f"block_mm: blocks must be contiguous uint8 ({n}, row bytes), got {tuple(blocks.shape)} "
+                         f"{blocks.dtype}")
+    y = x.new_empty(M, n)
+    _check(_loaded(lib).tl_qmatmul(kind, blocks.data_ptr(), n, K, x.data_ptr(), K, M, y.data_ptr(), n,
+                                   torch.get_num_threads()), "block product")
+    return y
+
+
+def dequantize(lib: ctypes.CDLL | None, blocks: torch.Tensor, kind: int, n: int, k: int,
+               dtype: torch.dtype) -> torch.Tensor:
+    """W (n, k) from its blocks in float32 or bfloat16, with library `lib`."""
+    if dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"block_dequantize: dtype must be float32 or bfloat16, got {dtype}")
+    out = torch.empty(n, k, dtype=dtype)
+    _check(_loaded(lib).tl_dequantize(kind, blocks.data_ptr(), n, k, out.data_ptr(), int(dtype == torch.bfloat16),
+                                      torch.get_num_threads()), "dequantize")
+    return out
+
+
+# -- custom operators -------------------------------------------------------------------------
+@torch.library.custom_op("tokenloom::block_mm", mutates_args=())
+def block_mm(x: torch.Tensor, blocks: torch.Tensor, kind: int, n: int) -> torch.Tensor:
+    """x (M, K) float32 times the Wᵀ of blocks (N, row bytes) in GGML type `kind`: (M, N) float32."""
+    return matmul(library(), x, blocks, kind, n)
+
+
+@block_mm.register_fake
+def _(x, blocks, kind, n):
+    return x.new_empty(x.shape[0], n, dtype=torch.float32)
+
+
+@torch.library.custom_op("tokenloom::block_dequantize", mutates_args=())
+def block_dequantize(blocks: torch.Tensor, kind: int, n: int, k: int, dtype: torch.dtype) -> torch.Tensor:
+    """W (n, k) from its blocks, in float32 or bfloat16."""
+    return dequantize(library(), blocks, kind, n, k, dtype)
+
+
+@block_dequantize.register_fake
+def _(blocks, kind, n, k, dtype):
+    return blocks.new_empty(n, k, dtype=dtype)

@@ -1,0 +1,182 @@
+/* One decode step of a Llama-family model on GGUF blocks: every layer in one call.
+ *
+ * Decoding one token per sequence is a chain of small operations (norm, projections,
+ * rotary embedding, attention over the cache, SwiGLU, residual adds), each far too small
+ * to pay for a trip through Python and PyTorch's dispatcher: at batch 1 those trips cost
+ * more than the arithmetic. Here the whole stack of layers runs in one OpenMP parallel
+ * region, the threads meeting at a barrier between stages:
+ *
+ *   per layer:  h = rmsnorm(x)·g1 → int8 → qkv = h·Wqkvᵀ → rope(q), rope(k) → k, v into the cache
+ *               → attention of each query head over its sequence's positions → int8
+ *               → x += a·Woᵀ → h = rmsnorm(x)·g2 → int8 → u = h·Wupᵀ → silu(gate)·up → int8
+ *               → x += s·Wdownᵀ
+ *
+ * The products are qmatmul.c's; norms, rotary embedding and attention are float32, as is
+ * the cache: tokenloom/model/kv_cache.py's pool, (slots, Hkv, capacity, D) per layer, which
+ * the step reads and writes in place at each sequence's own position. Every sequence's
+ * numbers are computed the same way whatever else is in the batch.
+ */
+#include <stdlib.h>
+
+#include "qblocks.h"
+
+void tl_qrows(int kind, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const act_group *x, int64_t M,
+              float *y, int64_t ldy, int accumulate);
+int tl_qsupported(int kind, int64_t K);
+
+typedef struct {
+    int64_t kind, N, K;
+    const uint8_t *data;
+} tl_weight;
+
+typedef struct {
+    int64_t n_layers, dim, n_heads, n_kv_heads, head_dim, hidden, max_len;
+    float eps;
+    const float *const *attn_norm, *const *mlp_norm; /* [layers] → dim floats */
+    const tl_weight *qkv, *out, *up, *down;         /* [layers]: (H + 2·Hkv)·D × dim, dim × H·D, 2F × dim, dim × F */
+    const float *rope_cos, *rope_sin;               /* (max_len, D), each half repeated */
+} tl_model;
+
+typedef struct {
+    float *const *k, *const *v; /* [layers] → (slots, Hkv, capacity, D) */
+    int64_t slots, capacity;
+} tl_cache;
+
+#define ROWS_PER_CHUNK 16 /* output rows of a product handed to a thread at a time */
+
+static void rms_norm_row(const float *x, const float *g, int64_t C, float eps, float *out) {
+    double ss = 0.0;
+    for (int64_t i = 0; i < C; i++) ss += (double)x[i] * x[i];
+    float r = 1.0f / sqrtf((float)(ss / (double)C) + eps);
+    for (int64_t i = 0; i < C; i++) out[i] = x[i] * r * g[i];
+}
+
+static void rope_head(float *h, const float *cos, const float *sin, int64_t D) {
+    int64_t half = D / 2;
+    for (int64_t i = 0; i < half; i++) {
+        float a = h[i], b = h[i + half];
+        h[i] = a * cos[i] - b * sin[i];
+        h[i + half] = b * cos[i + half] + a * sin[i + half];
+    }
+}
+
+/* Products over all rows of W, shared among the team: called by every thread of the region. */
+static void team_product(const tl_weight *w, const act_group *act, int64_t B, float *y, int64_t ldy, int accumulate) {
+    int64_t chunks = (w->N + ROWS_PER_CHUNK - 1) / ROWS_PER_CHUNK;
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t n0 = c * ROWS_PER_CHUNK, n1 = n0 + ROWS_PER_CHUNK < w->N ? n0 + ROWS_PER_CHUNK : w->N;
+        tl_qrows((int)w->kind, w->data, n0, n1, w->K, act, B, y, ldy, accumulate);
+    }
+}
+
+/* Checks what the step relies on; 0 when the model can run here. */
+int tl_decode_check(const tl_model *m) {
+    if (m->head_dim % 2 || m->n_heads % m->n_kv_heads || m->dim % QK || m->hidden % QK) return 1;
+    for (int64_t l = 0; l < m->n_layers; l++) {
+        const tl_weight *ws[4] = {&m->qkv[l], &m->out[l], &m->up[l], &m->down[l]};
+        for (int i = 0; i < 4; i++)
+            if (!tl_qsupported((int)ws[i]->kind, ws[i]->K)) return 2;
+    }
+    return 0;
+}
+
+/* x (B, dim): the embedded tokens in, the residual stream after the last layer out (before the
+ * final norm). Sequence b writes position pos[b] of cache slot slots[b] and attends to [0, pos[b]].
+ * Returns 0; 1 for a position or slot out of range; 2 when scratch memory is short. */
+int tl_decode(const tl_model *m, const tl_cache *c, int64_t B, const int64_t *slots, const int64_t *pos, float *x,
+              int threads) {
+    const int64_t C = m->dim, H = m->n_heads, Hkv = m->n_kv_heads, D = m->head_dim, F = m->hidden;
+    const int64_t G = H / Hkv, NQKV = (H + 2 * Hkv) * D, widest = C > F ? (C > H * D ? C : H * D) : F;
+    for (int64_t b = 0; b < B; b++)
+        if (pos[b] < 0 || pos[b] >= c->capacity || pos[b] >= m->max_len || slots[b] < 0 || slots[b] >= c->slots)
+            return 1;
+    act_group *act = malloc(sizeof(act_group) * (size_t)(B * (widest / QK)));
+    float *qkv = malloc(sizeof(float) * (size_t)(B * NQKV));
+    float *att = malloc(sizeof(float) * (size_t)(B * H * D));
+    float *up = malloc(sizeof(float) * (size_t)(B * 2 * F));
+    float *row = malloc(sizeof(float) * (size_t)(B * widest));
+    int64_t longest = 0;
+    for (int64_t b = 0; b < B; b++) longest = pos[b] + 1 > longest ? pos[b] + 1 : longest;
+    float *scores = malloc(sizeof(float) * (size_t)(B * H * longest));
+    int status = 0;
+    if (!act || !qkv || !att || !up || !row || !scores) {
+        status = 2;
+        goto done;
+    }
+    const float scale = 1.0f / sqrtf((float)D);
+    const int64_t slot_stride = Hkv * c->capacity * D, head_stride = c->capacity * D;
+
+#pragma omp parallel num_threads(threads)
+    for (int64_t l = 0; l < m->n_layers; l++) {
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; b++) {
+            rms_norm_row(x + b * C, m->attn_norm[l], C, m->eps, row + b * widest);
+            quantize_row(row + b * widest, C, act + b * (C / QK));
+        }
+        team_product(&m->qkv[l], act, B, qkv, NQKV, 0);
+
+        /* keys rotate and go to the cache with the values, one (sequence, kv head) at a time */
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < B * Hkv; i++) {
+            int64_t b = i / Hkv, g = i % Hkv;
+            float *k = qkv + b * NQKV + (H + g) * D, *v = k + Hkv * D;
+            rope_head(k, m->rope_cos + pos[b] * D, m->rope_sin + pos[b] * D, D);
+            float *base = c->k[l] + slots[b] * slot_stride + g * head_stride + pos[b] * D;
+            memcpy(base, k, sizeof(float) * D);
+            memcpy(c->v[l] + slots[b] * slot_stride + g * head_stride + pos[b] * D, v, sizeof(float) * D);
+        }
+        /* each query head over the positions its sequence has */
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < B * H; i++) {
+            int64_t b = i / H, h = i % H, g = h / G, S = pos[b] + 1;
+            float *q = qkv + b * NQKV + h * D;
+            rope_head(q, m->rope_cos + pos[b] * D, m->rope_sin + pos[b] * D, D);
+            const float *K = c->k[l] + slots[b] * slot_stride + g * head_stride;
+            const float *V = c->v[l] + slots[b] * slot_stride + g * head_stride;
+            float *s = scores + i * longest, top = -INFINITY, total = 0.0f;
+            for (int64_t t = 0; t < S; t++) {
+                float dot = 0.0f;
+                for (int64_t d = 0; d < D; d++) dot += q[d] * K[t * D + d];
+                s[t] = dot * scale;
+                top = s[t] > top ? s[t] : top;
+            }
+            for (int64_t t = 0; t < S; t++) {
+                s[t] = expf(s[t] - top);
+                total += s[t];
+            }
+            float *o = att + b * H * D + h * D, inv = 1.0f / total;
+            for (int64_t d = 0; d < D; d++) o[d] = 0.0f;
+            for (int64_t t = 0; t < S; t++) {
+                float p = s[t] * inv;
+                for (int64_t d = 0; d < D; d++) o[d] += p * V[t * D + d];
+            }
+        }
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; b++) quantize_row(att + b * H * D, H * D, act + b * (H * D / QK));
+        team_product(&m->out[l], act, B, x, C, 1);
+
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; b++) {
+            rms_norm_row(x + b * C, m->mlp_norm[l], C, m->eps, row + b * widest);
+            quantize_row(row + b * widest, C, act + b * (C / QK));
+        }
+        team_product(&m->up[l], act, B, up, 2 * F, 0);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; b++) {
+            const float *gate = up + b * 2 * F, *lin = gate + F;
+            float *s = row + b * widest;
+            for (int64_t j = 0; j < F; j++) s[j] = gate[j] / (1.0f + expf(-gate[j])) * lin[j];
+            quantize_row(s, F, act + b * (F / QK));
+        }
+        team_product(&m->down[l], act, B, x, C, 1);
+    }
+done:
+    free(act);
+    free(qkv);
+    free(att);
+    free(up);
+    free(row);
+    free(scores);
+    return status;
+}
