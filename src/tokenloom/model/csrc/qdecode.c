@@ -51,6 +51,40 @@ static void rms_norm_row(const float *x, const float *g, int64_t C, float eps, f
     for (int64_t i = 0; i < C; i++) out[i] = x[i] * r * g[i];
 }
 
+/* Σ a[i]·b[i] over 16 running sums (one vector register or two), so that compilers vectorize it
+ * without reordering float additions on their own. n a multiple of 16 or not. */
+static inline float dot16(const float *a, const float *b, int64_t n) {
+    float acc[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) acc[j] += a[i + j] * b[i + j];
+    for (int64_t j = 0; i < n; i++, j++) acc[j] += a[i] * b[i];
+    for (int w = 8; w > 0; w /= 2)
+        for (int j = 0; j < w; j++) acc[j] += acc[j + w];
+    return acc[0];
+}
+
+/* e^x for x ≤ 0 (scores minus their maximum), in a form compilers vectorize: 2^t = 2^n · 2^f with
+ * n = round(t), |f| ≤ 1/2, and 2^f by the degree-6 polynomial of exp2.h (relative error 1.9e-9
+ * before float32 rounding). Below e^−87 the result is 0, as float32's normal range ends there. */
+static inline float exp_nonpositive(float x) {
+    float t = x * 1.4426950408889634f;
+    t = t < -126.0f ? -126.0f : t;
+    float n = (float)(int32_t)(t - 0.5f); /* round to nearest for t ≤ 0 */
+    float f = t - n;
+    float p = 1.5346250438597053e-04f;
+    p = p * f + 1.3399935560300946e-03f;
+    p = p * f + 9.61848720908165e-03f;
+    p = p * f + 5.550328642129898e-02f;
+    p = p * f + 2.4022646248340607e-01f;
+    p = p * f + 6.931471824645996e-01f;
+    p = p * f + 1.0f;
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return x < -87.0f ? 0.0f : p * scale;
+}
+
 static void rope_head(float *h, const float *cos, const float *sin, int64_t D) {
     int64_t half = D / 2;
     for (int64_t i = 0; i < half; i++) {
@@ -136,15 +170,11 @@ int tl_decode(const tl_model *m, const tl_cache *c, int64_t B, const int64_t *sl
             const float *V = c->v[l] + slots[b] * slot_stride + g * head_stride;
             float *s = scores + i * longest, top = -INFINITY, total = 0.0f;
             for (int64_t t = 0; t < S; t++) {
-                float dot = 0.0f;
-                for (int64_t d = 0; d < D; d++) dot += q[d] * K[t * D + d];
-                s[t] = dot * scale;
+                s[t] = dot16(q, K + t * D, D) * scale;
                 top = s[t] > top ? s[t] : top;
             }
-            for (int64_t t = 0; t < S; t++) {
-                s[t] = expf(s[t] - top);
-                total += s[t];
-            }
+            for (int64_t t = 0; t < S; t++) s[t] = exp_nonpositive(s[t] - top);
+            for (int64_t t = 0; t < S; t++) total += s[t];
             float *o = att + b * H * D + h * D, inv = 1.0f / total;
             for (int64_t d = 0; d < D; d++) o[d] = 0.0f;
             for (int64_t t = 0; t < S; t++) {
