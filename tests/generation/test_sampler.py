@@ -14,7 +14,7 @@ from tokenloom.generation.sampler import BUILDERS, ORDERS, Sampler, seeded_gener
 EVERYTHING_ON = dict(temperature=0.7, top_k=5, top_p=0.9, min_p=0.05, typical_p=0.95, repetition_penalty=1.3,
                      presence_penalty=0.5, frequency_penalty=0.2, no_repeat_ngram_size=2, logit_bias={1: 1.0},
                      min_tokens=1, dry_multiplier=0.8, dry_sequence_breakers=(), top_n_sigma=2.0,
-                     epsilon_cutoff=1e-4, eta_cutoff=1e-4, xtc_probability=0.5)
+                     epsilon_cutoff=1e-4, eta_cutoff=1e-4, xtc_probability=1.0)
 
 
 def names(sampler: Sampler) -> list[str]:
