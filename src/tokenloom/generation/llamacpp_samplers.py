@@ -217,6 +217,39 @@ class Mirostat(LogitsProcessor):
         return f"mirostat v{self.version} tau={self.tau:g}, eta={self.eta:g} (μ per sequence)"
 
 
+class LlamaTypical(LogitsProcessor):
+    """llama.cpp's typical sampling: rank by |−ln P_i − H|, keep the shortest prefix of that
+    ranking whose mass exceeds p (at least min_keep), in llama.cpp's float32 steps."""
+
+    name = "typical_p"
+
+    def __init__(self, p: float, min_keep: int = 0):
+        self.p = check_float("typical_p", p, 0.0, 1.0, low_open=True)
+        self.min_keep = check_int("min_keep", min_keep, 0)
+
+    def keep(self, values: np.ndarray) -> np.ndarray:
+        """Positions (into the sorted candidates) that survive, most typical first."""
+        probs = softmax_sorted(values)
+        entropy = seq_sum(f32(-probs * logf(probs)))
+        shifted = np.abs(f32(-logf(probs) - entropy))
+        order = np.argsort(shifted, kind="stable")
+        mass = np.add.accumulate(probs[order])
+        over = np.nonzero((mass > F32(self.p)) & (np.arange(mass.size) >= self.min_keep - 1))[0]
+        return order[: int(over[0]) + 1 if over.size else mass.size]
+
+    def __call__(self, history: TokenHistory, logits: torch.Tensor) -> torch.Tensor:
+        out = torch.full_like(logits, NEG_INF)
+        for row in range(logits.shape[0]):
+            ids, values = sorted_candidates(logits[row])
+            if len(ids):
+                keep = torch.as_tensor(ids[self.keep(values)], dtype=torch.long)
+                out[row, keep] = logits[row, keep]
+        return out
+
+    def describe(self) -> str:
+        return f"typical_p={self.p:g} (llama.cpp: stops once the mass exceeds p)"
+
+
 class Penalties(LogitsProcessor):
     """llama.cpp's penalties step: repetition, frequency and presence over one window."""
 

@@ -289,6 +289,9 @@ def _nucleus_probe(probs: torch.Tensor, p: float):
     top = torch.topk(probs, NUCLEUS_PROBE, dim=-1)  # (B, M) best first
     if not bool((top.values[:, :-1].sum(dim=-1) >= p).all()):
         return None
+    last = top.values[:, -1:]  # (B, 1) topk picks among tokens tied here at random, not by lowest id
+    if bool(((probs == last).sum(-1) != (top.values == last).sum(-1)).any()):
+        return None
     ids = top.indices.sort(dim=-1).values  # (B, M) ascending ids
     values, order = torch.sort(probs.gather(-1, ids), dim=-1, descending=True, stable=True)  # (B, M)
     outside = probs.scatter(-1, ids, 0.0)  # (B, V) the tokens the probe did not sort

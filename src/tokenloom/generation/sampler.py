@@ -64,7 +64,9 @@ from tokenloom.generation.chains import PENALTY_STEPS, PRESETS, STEPS, Preset, c
 from tokenloom.generation.cutoffs import EpsilonCutoff, EtaCutoff
 from tokenloom.generation.dry import dry_from_params
 from tokenloom.generation.history import TokenHistory
-from tokenloom.generation.llamacpp_samplers import XTC, DynamicTemperature, Mirostat, Penalties, TopNSigma
+from tokenloom.generation.llamacpp_samplers import (
+    XTC, DynamicTemperature, LlamaTypical, Mirostat, Penalties, TopNSigma,
+)
 from tokenloom.generation.params import SamplingParams, check_int, check_token_ids
 from tokenloom.generation.processors import (
     NEG_INF, FrequencyPenalty, LogitBias, LogitsProcessor, MinP, MinTokens, NoRepeatNGram,
@@ -132,7 +134,8 @@ BUILDERS: dict[str, Builder] = {
     "top_k": lambda p, b: TopK(top_k_of(p, b.preset), b.ties)
     if 0 < top_k_of(p, b.preset) < b.vocab_size else None,
     "top_p": lambda p, b: TopP(p.top_p, p.min_keep) if p.top_p < 1.0 else None,
-    "typical_p": lambda p, b: Typical(p.typical_p, b.ties, b.preset.typical_stop, p.min_keep)
+    "typical_p": lambda p, b: (LlamaTypical(p.typical_p, p.min_keep) if b.preset.typical_stop == "exceeds"
+                               else Typical(p.typical_p, b.ties, b.preset.typical_stop, p.min_keep))
     if p.typical_p < 1.0 else None,
     "min_p": lambda p, b: MinP(p.min_p, p.min_keep) if p.min_p > 0.0 else None,
     "epsilon_cutoff": lambda p, b: EpsilonCutoff(p.epsilon_cutoff, p.min_keep) if p.epsilon_cutoff else None,
