@@ -109,7 +109,7 @@ class SamplingParams:
     min_p: float = option(0.0, "keep tokens with P_i >= p · max P", low=0.0, high=1.0)
     typical_p: float = option(1.0, "locally typical sampling with mass p", low=0.0, high=1.0, low_open=True)
     repetition_penalty: float = option(1.0, "CTRL's penalty θ on tokens already seen", low=0.0, low_open=True)
-    presence_penalty: float = option(0.0, "l − α·[count > 0]", low=-2.0, high=2.0)
+    presence_penalty: float = option(0.0, "l − α if the token was seen, else l", low=-2.0, high=2.0)
     frequency_penalty: float = option(0.0, "l − β·count", low=-2.0, high=2.0)
     penalty_last_n: int | None = option(
         None, "tokens the penalties look back over; -1 = the whole context, unset = the preset's default",
