@@ -50,7 +50,7 @@ def test_bad_chains_say_what_was_wrong_and_what_is_allowed(samplers, message):
 
 def test_a_set_option_the_chain_leaves_out_is_an_error_not_a_silent_no_op():
     with pytest.raises(InvalidArgument, match="top_p is set but samplers leaves it out .*add 'top_p'"):
-        Sampler(SamplingParams(samplers=["top_k", "temperature"], top_k=5, top_p=0.9), 50)
+        SamplingParams(samplers=["top_k", "temperature"], top_k=5, top_p=0.9)  # refused when built
 
 
 def test_hard_bans_go_first_when_the_chain_leaves_them_out():
@@ -88,5 +88,5 @@ def test_llama_cpp_preset_penalises_the_last_64_tokens_of_prompt_and_output():
 
 def test_penalty_window_needs_llama_cpp_rules():
     with pytest.raises(InvalidArgument, match="penalty_last_n=32 needs llama.cpp's penalty rules"):
-        Sampler(SamplingParams(penalty_last_n=32, repetition_penalty=1.2), 10)
+        SamplingParams(penalty_last_n=32, repetition_penalty=1.2)
     assert names(SamplingParams(order="llama.cpp", penalty_last_n=0, repetition_penalty=1.2), 10) == []

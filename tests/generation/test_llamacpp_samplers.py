@@ -150,8 +150,8 @@ def test_llama_cpp_preset_penalties_equal_llama_cpp_over_prompt_and_output(llama
 
 def test_mirostat_refuses_filters_it_would_not_run():
     with pytest.raises(InvalidArgument, match="mirostat=1 replaces the chain .* top_p would not run"):
-        Sampler(SamplingParams(mirostat=1, top_p=0.9), V)
+        SamplingParams(mirostat=1, top_p=0.9)
     with pytest.raises(InvalidArgument, match="dynatemp_range must be 0"):
-        Sampler(SamplingParams(mirostat=2, dynatemp_range=0.5), V)
+        SamplingParams(mirostat=2, dynatemp_range=0.5)
     names = [p.name for p in Sampler(SamplingParams(mirostat=2, temperature=0.7, logit_bias={1: 1.0}), V).processors]
     assert names == ["logit_bias", "temperature", "mirostat"]

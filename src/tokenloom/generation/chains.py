@@ -149,3 +149,43 @@ def chain_steps(samplers: tuple[str, ...] | None, preset: Preset, mirostat: int,
     if greedy and "temperature" in steps:
         steps = steps[:steps.index("temperature")]
     return steps
+
+
+# When a step has something to do, judged from the params alone (no vocabulary needed), so
+# that SamplingParams can refuse an impossible chain when it is built, before any request
+# runs. (The sampler's builders decide the same from the same fields.)
+ACTIVE = {
+    "logit_bias": lambda p: bool(p.logit_bias), "min_tokens": lambda p: p.min_tokens > 0,
+    "no_repeat_ngram": lambda p: p.no_repeat_ngram_size > 0,
+    "repetition_penalty": lambda p: p.repetition_penalty != 1.0,
+    "presence_penalty": lambda p: p.presence_penalty != 0.0,
+    "frequency_penalty": lambda p: p.frequency_penalty != 0.0,
+    "penalties": lambda p: p.repetition_penalty != 1.0 or p.presence_penalty != 0.0 or p.frequency_penalty != 0.0,
+    "dry": lambda p: p.dry_multiplier > 0.0 and p.dry_penalty_last_n != 0,
+    "temperature": lambda p: p.temperature not in (0.0, 1.0) or p.dynatemp_range > 0.0,
+    "top_n_sigma": lambda p: p.top_n_sigma > 0.0, "top_k": lambda p: bool(p.top_k),
+    "top_p": lambda p: p.top_p < 1.0, "typical_p": lambda p: p.typical_p < 1.0, "min_p": lambda p: p.min_p > 0.0,
+    "epsilon_cutoff": lambda p: p.epsilon_cutoff > 0.0, "eta_cutoff": lambda p: p.eta_cutoff > 0.0,
+    "xtc": lambda p: p.xtc_probability > 0.0 and p.xtc_threshold <= 0.5,
+}
+
+
+def check_chain(params) -> None:
+    """Refuse options whose step the chain leaves out, and the combinations no chain can run."""
+    preset = PRESETS[params.order]
+    chain = chain_steps(params.samplers, preset, params.mirostat, greedy=False)
+    grouped = PENALTY_STEPS if preset.penalties == "llama.cpp" else ("penalties",)
+    for step in STEPS:
+        if step in chain or step in grouped or not ACTIVE[step](params):
+            continue
+        if params.mirostat:
+            raise InvalidArgument(f"mirostat={params.mirostat} replaces the chain by temperature → mirostat, "
+                                  f"so {step} would not run: unset it, or set mirostat=0")
+        raise InvalidArgument(f"{step} is set but samplers leaves it out ({', '.join(chain)}): "
+                              f"add '{step}' to samplers or unset it")
+    if params.mirostat and params.dynatemp_range > 0.0:
+        raise InvalidArgument("mirostat uses a plain temperature (as llama.cpp): dynatemp_range must be 0 with it")
+    if preset.penalties != "llama.cpp" and params.penalty_last_n not in (None, -1):
+        raise InvalidArgument(f"penalty_last_n={params.penalty_last_n} needs llama.cpp's penalty rules "
+                              f"(order='llama.cpp'); under order={params.order!r} the penalties cover "
+                              "the whole prompt + output (penalty_last_n -1)")

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenloom.errors import InvalidArgument
-from tokenloom.generation.chains import PRESET_NAMES, check_samplers
+from tokenloom.generation.chains import PRESET_NAMES, check_chain, check_samplers
 from tokenloom.generation.options import (  # noqa: F401 (check_* re-exported for older imports)
     check_flag, check_float, check_int, check_strings, check_token_ids, declared_fields, option,
 )
@@ -175,6 +175,7 @@ class SamplingParams:
             object.__setattr__(self, field.name, value)
         object.__setattr__(self, "min_tokens", check_int("min_tokens", self.min_tokens, 0, self.max_tokens,
                                                          note=" (at most max_tokens)"))
+        check_chain(self)
 
     def __hash__(self) -> int:
         bias = tuple(sorted(self.logit_bias.items())) if self.logit_bias else None

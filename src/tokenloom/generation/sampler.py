@@ -60,7 +60,7 @@ from dataclasses import dataclass
 import torch
 
 from tokenloom.errors import InvalidArgument
-from tokenloom.generation.chains import PENALTY_STEPS, PRESETS, STEPS, Preset, chain_steps
+from tokenloom.generation.chains import PRESETS, Preset, chain_steps
 from tokenloom.generation.cutoffs import EpsilonCutoff, EtaCutoff
 from tokenloom.generation.dry import dry_from_params
 from tokenloom.generation.history import TokenHistory
@@ -147,25 +147,6 @@ BUILDERS: dict[str, Builder] = {
 }
 
 
-def _check_left_out(params: SamplingParams, build: _Build, chain: tuple[str, ...]) -> None:
-    """A step whose option is set but which the chain leaves out is an error, never a silent no-op."""
-    grouped = PENALTY_STEPS if build.preset.penalties == "llama.cpp" else ("penalties",)
-    for step in STEPS:
-        if step in chain or step in grouped or BUILDERS[step](params, build) is None:
-            continue
-        if params.mirostat:
-            raise InvalidArgument(f"mirostat={params.mirostat} replaces the chain by temperature → mirostat, "
-                                  f"so {step} would not run: unset it, or set mirostat=0")
-        raise InvalidArgument(f"{step} is set but samplers leaves it out ({', '.join(chain)}): "
-                              f"add '{step}' to samplers or unset it")
-    if params.mirostat and params.dynatemp_range > 0.0:
-        raise InvalidArgument("mirostat uses a plain temperature (as llama.cpp): dynatemp_range must be 0 with it")
-    if build.preset.penalties != "llama.cpp" and params.penalty_last_n not in (None, -1):
-        raise InvalidArgument(f"penalty_last_n={params.penalty_last_n} needs llama.cpp's penalty rules "
-                              f"(order='llama.cpp'); under order={params.order!r} the penalties cover "
-                              "the whole prompt + output (penalty_last_n -1)")
-
-
 def seeded_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator | None:
     """A torch.Generator seeded with `seed`, or None (the global RNG) when seed is None."""
     if seed is None:
@@ -195,7 +176,6 @@ class Sampler:
                                   f"got {end_ids}")
         self.preset = self.order = PRESETS[params.order]
         build = _Build(self.vocab_size, end_ids, self.preset, tokenizer)
-        _check_left_out(params, build, chain_steps(params.samplers, self.preset, params.mirostat, greedy=False))
         self.steps = chain_steps(params.samplers, self.preset, params.mirostat, params.greedy)
         self.processors: list[LogitsProcessor] = [
             proc for proc in (BUILDERS[step](params, build) for step in self.steps) if proc is not None]
