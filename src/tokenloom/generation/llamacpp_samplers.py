@@ -1,4 +1,4 @@
-"""llama.cpp's samplers: XTC, top-nσ, dynamic temperature, mirostat v1/v2 and its penalties.
+"""llama.cpp's samplers: XTC, top-nσ, dynamic temperature, mirostat v1/v2, its typical-p and penalties.
 
 Each follows llama.cpp's `llama_sampler_init_*` (llama-cpp-python 0.3.36) in float32,
 element by element in llama.cpp's order (float32.py), so that the tokens kept equal
@@ -19,6 +19,8 @@ llama.cpp's on the same logits (tests/generation/test_llamacpp_samplers.py):
   tokens, keep the k = ((ŝ−1)·2^μ / (1 − V^−(ŝ−1)))^(1/ŝ) best; v2: keep the best tokens
   whose surprise −log2 P_i ≤ μ (at least one). After the draw, μ ← μ − η·(−log2 P_chosen − τ),
   P over the kept tokens; μ starts at 2τ and lives in the row's state (one per sequence).
+- typical-p (the llama.cpp preset's): rank by |−ln P_i − H|, keep the shortest prefix whose
+  mass exceeds p (ours stops once it reaches p; processors.Typical).
 - penalties (llama.cpp's rules): over the last `last_n` tokens of prompt + output, a token
   seen c > 0 times gets l/θ (l > 0) or l·θ (l ≤ 0), then l − (c·frequency + presence).
 
