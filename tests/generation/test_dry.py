@@ -206,7 +206,7 @@ def test_dry_is_off_by_default_and_with_a_zero_window():
 
 
 @pytest.mark.parametrize("order, before, after", [
-    ("llama.cpp", "no_repeat_ngram", "top_k"),  # penalties → dry → top_k, as llama.cpp's default chain
+    ("llama.cpp", "no_repeat_ngram", "top_n_sigma"),  # penalties → dry → top_n_sigma, as llama.cpp's default chain
     ("tokenloom", "frequency_penalty", "temperature"),
     ("hf", "frequency_penalty", "no_repeat_ngram"),
     ("vllm", "presence_penalty", "no_repeat_ngram"),

@@ -10,7 +10,7 @@ from tokenloom.generation.params import SamplingParams
 
 def test_defaults_are_full_random_sampling_with_openai_names():
     params = SamplingParams()
-    assert (params.temperature, params.top_k, params.top_p, params.min_p, params.typical_p) == (1.0, 0, 1.0, 0.0, 1.0)
+    assert (params.temperature, params.top_k, params.top_p, params.min_p, params.typical_p) == (1.0, None, 1.0, 0.0, 1.0)
     assert (params.repetition_penalty, params.presence_penalty, params.frequency_penalty) == (1.0, 0.0, 0.0)
     assert (params.max_tokens, params.n, params.order) == (16, 1, "tokenloom")
     assert params.stop == () and params.stop_token_ids == () and params.logit_bias is None
@@ -60,7 +60,7 @@ BAD_VALUES = [
     ("temperature", float("nan"), "temperature must be a number"),
     ("temperature", float("inf"), "temperature must be in [0, ∞), got inf"),
     ("temperature", "hot", "temperature must be a number"),
-    ("top_k", -2, "top_k must be in [0, ∞) (0 or -1 = off), got -2"),
+    ("top_k", -2, "top_k must be in [0, ∞) (0 or -1 = off; null = the preset's default), got -2"),
     ("top_k", 2.5, "top_k must be an integer"),
     ("top_k", True, "top_k must be an integer"),
     ("top_p", 1.5, "top_p must be in (0, 1], got 1.5"),

@@ -13,7 +13,8 @@ from tokenloom.generation.sampler import BUILDERS, ORDERS, Sampler, seeded_gener
 
 EVERYTHING_ON = dict(temperature=0.7, top_k=5, top_p=0.9, min_p=0.05, typical_p=0.95, repetition_penalty=1.3,
                      presence_penalty=0.5, frequency_penalty=0.2, no_repeat_ngram_size=2, logit_bias={1: 1.0},
-                     min_tokens=1, dry_multiplier=0.8, dry_sequence_breakers=())
+                     min_tokens=1, dry_multiplier=0.8, dry_sequence_breakers=(), top_n_sigma=2.0,
+                     epsilon_cutoff=1e-4, eta_cutoff=1e-4, xtc_probability=1.0)
 
 
 def names(sampler: Sampler) -> list[str]:
@@ -25,13 +26,16 @@ def names(sampler: Sampler) -> list[str]:
 def test_default_order_is_bias_bans_penalties_temperature_then_filters():
     assert ORDERS["tokenloom"].steps == (
         "logit_bias", "min_tokens", "no_repeat_ngram", "repetition_penalty", "presence_penalty",
-        "frequency_penalty", "dry", "temperature", "top_k", "top_p", "typical_p", "min_p")
+        "frequency_penalty", "dry", "temperature", "top_n_sigma", "top_k", "top_p", "typical_p",
+        "epsilon_cutoff", "eta_cutoff", "min_p", "xtc")
 
 
 @pytest.mark.parametrize("order", sorted(ORDERS))
 def test_every_order_lists_every_step_exactly_once(order):
     steps = ORDERS[order].steps
-    assert sorted(steps) == sorted(BUILDERS) and len(set(steps)) == len(steps)
+    penalties = {"penalties"} if ORDERS[order].penalties == "ours" else {
+        "repetition_penalty", "presence_penalty", "frequency_penalty"}
+    assert sorted(steps) == sorted(set(BUILDERS) - penalties - {"mirostat"}) and len(set(steps)) == len(steps)
 
 
 @pytest.mark.parametrize("order", sorted(ORDERS))
@@ -45,7 +49,8 @@ def test_hf_and_vllm_scale_by_temperature_before_top_k_and_top_p_llama_cpp_last(
         steps = ORDERS[order].steps
         assert steps.index("temperature") < min(steps.index("top_k"), steps.index("top_p"))
     assert ORDERS["llama.cpp"].steps[-1] == "temperature"
-    assert ORDERS["llama.cpp"].steps[-5:-1] == ("top_k", "typical_p", "top_p", "min_p")
+    assert ORDERS["llama.cpp"].steps[-9:-1] == ("top_n_sigma", "top_k", "typical_p", "top_p", "min_p",
+                                                 "epsilon_cutoff", "eta_cutoff", "xtc")
     assert ORDERS["vllm"].steps.index("min_p") < ORDERS["vllm"].steps.index("top_k")
 
 
@@ -70,8 +75,8 @@ def test_greedy_keeps_only_the_steps_before_temperature_except_in_llama_cpp():
         "min_tokens", "logit_bias", "repetition_penalty", "frequency_penalty", "presence_penalty", "dry",
         "no_repeat_ngram"]
     assert "top_k" not in names(Sampler(SamplingParams(order="hf", **params), 50, [0]))
-    assert names(Sampler(SamplingParams(order="llama.cpp", **params), 50, [0]))[-4:] == [
-        "top_k", "typical_p", "top_p", "min_p"]
+    assert names(Sampler(SamplingParams(order="llama.cpp", **params), 50, [0]))[-8:] == [
+        "top_n_sigma", "top_k", "typical_p", "top_p", "min_p", "epsilon_cutoff", "eta_cutoff", "xtc"]
 
 
 def test_llama_cpp_filters_before_temperature_so_a_high_temperature_keeps_fewer_tokens():

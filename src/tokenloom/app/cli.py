@@ -16,6 +16,7 @@ import typer
 from tokenloom.app.eval_cli import classify_command, eval_app
 from tokenloom.human.cli import human_app
 from tokenloom.app.rag_cli import rag_app
+from tokenloom.app.sampling_cli import sampling_params, with_sampling_options
 from tokenloom.app.score_cli import score_app
 from tokenloom.app.serve.config import ServeConfig
 from tokenloom.app.train_cli import train_command
@@ -65,46 +66,24 @@ def next_command(
     print_next_tokens(text, table)
 
 
-@app.command("generate")
 def generate_command(
     prompts: Annotated[list[str], typer.Argument(help="One or more prompts.")],
     model: ModelOption = DEFAULT_MODEL,
     precision: PrecisionOption = "auto",
     chat: Annotated[bool, typer.Option(help="Send the prompt as a user message through the chat template.")] = False,
-    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 1.0,
-    top_k: Annotated[int, typer.Option(help="0 = off")] = 0,
-    top_p: float = 1.0,
-    min_p: float = 0.0,
-    typical_p: float = 1.0,
-    repetition_penalty: float = 1.0,
-    presence_penalty: float = 0.0,
-    frequency_penalty: float = 0.0,
-    no_repeat_ngram_size: int = 0,
-    min_tokens: int = 0,
-    max_tokens: int = 64,
-    stop: Annotated[Optional[list[str]], typer.Option(help="Stop string (repeatable).")] = None,
-    seed: Optional[int] = None,
-    n: Annotated[int, typer.Option("-n", help="Samples per prompt.")] = 1,
-    order: Annotated[str, typer.Option(help="Processor order: tokenloom | hf | vllm | llama.cpp")] = "tokenloom",
     stream: Annotated[bool, typer.Option(help="Print text as it is generated.")] = False,
     compile: Annotated[bool, typer.Option(
         "--compile", help="Compile the decode step with torch.compile: faster steps after about a minute.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: text, token_ids, finish_reason, ...")] = False,
+    **sampling,
 ) -> None:
-    """Continue one or more prompts with the chosen decoding strategy."""
-    import tokenloom as tl
-
-    params = tl.SamplingParams(
-        temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
-        repetition_penalty=repetition_penalty, presence_penalty=presence_penalty,
-        frequency_penalty=frequency_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-        min_tokens=min_tokens, max_tokens=max_tokens, stop=stop or (), seed=seed, n=n, order=order,
-    )
+    """Continue one or more prompts with the chosen decoding strategy (every SamplingParams field is a flag)."""
+    params = sampling_params(sampling)
     lm = _load(model, precision, compile)
     if chat:
         prompts = [lm.tokenizer.apply_chat_template([{"role": "user", "content": p}]) for p in prompts]
     if stream:
-        if as_json or len(prompts) != 1 or n != 1:
+        if as_json or len(prompts) != 1 or params.n != 1:
             raise typer.BadParameter("--stream takes one prompt, n = 1 and no --json")
         for piece in lm.stream(prompts[0], params):
             sys.stdout.write(piece)
@@ -113,13 +92,26 @@ def generate_command(
         return
     completions = lm.generate(prompts, params)
     if as_json:
-        payload = [c.to_dict() for c in completions]
+        payload = [_completion_json(c) for c in completions]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, ensure_ascii=False))
         return
     for i, completion in enumerate(completions):
-        print(completion.text if chat else prompts[i // n] + completion.text)
+        print(completion.text if chat else prompts[i // params.n] + completion.text)
         if len(completions) > 1:
             print("---")
+
+
+app.command("generate")(with_sampling_options(generate_command))
+
+
+def _completion_json(completion) -> dict:
+    """The documented keys, plus each token's logprob and alternatives when --logprobs asked for them."""
+    out = completion.to_dict()
+    if completion.logprobs is not None:
+        out["logprobs"] = [{"token": t.token, "id": t.id, "logprob": t.logprob,
+                            "top": [{"token": s, "id": j, "logprob": v} for s, j, v in t.top]}
+                           for t in completion.logprobs]
+    return out
 
 
 _SERVE = ServeConfig()  # the serve command's defaults are the config's declarations

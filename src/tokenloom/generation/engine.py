@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 
 from tokenloom.generation.history import TokenHistory
-from tokenloom.generation.params import SamplingParams
+from tokenloom.generation.params import SamplingParams, chain_fields
 from tokenloom.generation.sampler import Sampler
 from tokenloom.generation.semantic import SemanticGuard
 from tokenloom.generation.stopping import IncrementalDetokenizer, StopStrings
@@ -111,6 +111,9 @@ class Sequence:
         self.length = 0  # positions in its cache
         self.cached_tokens = 0
         self.pending: int | None = None  # the last chosen token, not yet in the cache
+        # State of stateful steps (mirostat's μ), carried by the sequence from batch to batch.
+        # A semantic-guard rollback rewinds the tokens, not this state.
+        self.sampler_state: dict = {}
         self.guard = SemanticGuard.for_params(self.params, self.mark())  # None unless asked for
 
     def accept(self, token: int) -> tuple[str, tuple[str, str | int | None] | None]:
@@ -219,11 +222,9 @@ class Engine:
 
 
 # The SamplingParams fields that build the processor chain (sampler.BUILDERS) or the end ids
-# it protects; the others (seed, max_tokens, n, stop strings, logprobs) act per sequence.
-CHAIN_FIELDS = ("logit_bias", "min_tokens", "stop_token_ids", "no_repeat_ngram_size", "repetition_penalty",
-                "presence_penalty", "frequency_penalty", "temperature", "top_k", "top_p", "typical_p",
-                "min_p", "order", "dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
-                "dry_sequence_breakers")
+# it protects, from their declarations; the others (seed, max_tokens, n, stop strings,
+# logprobs) act per sequence.
+CHAIN_FIELDS = chain_fields()
 
 
 def chain_key(params: SamplingParams) -> tuple:
@@ -249,6 +250,7 @@ class SamplerGroups:
             for index in groups.values()
         ]
         self.history = TokenHistory([s.prompt for s in sequences], vocab_size)
+        self.history.states = [seq.sampler_state for seq in sequences]
         for row, seq in enumerate(sequences):
             self.history.output_ids[row] = list(seq.ids)
             if seq.ids:

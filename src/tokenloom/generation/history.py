@@ -14,6 +14,11 @@ class TokenHistory:
     prompt_ids[i], output_ids[i]: plain lists, in order (no padding).
     prompt_mask: (B, V) bool, True where the token occurs in row i's prompt.
     output_counts: (B, V) int32, how often row i has generated each token.
+    states[i]: a dict where stateful steps keep row i's state between steps (mirostat's μ).
+        The runtime hands in each sequence's own dict, so the state follows the sequence
+        whichever batch it runs in.
+    generators[i]: row i's torch.Generator (None: the global one), for steps that draw
+        (XTC's coin); the sampler sets them before running its chain.
     """
 
     def __init__(self, prompts: list[list[int]], vocab_size: int, device: torch.device | str = "cpu"):
@@ -26,6 +31,8 @@ class TokenHistory:
             if ids:
                 self.prompt_mask[row, torch.tensor(ids, dtype=torch.long, device=device)] = True
         self.output_counts = torch.zeros(batch, vocab_size, dtype=torch.int32, device=device)  # (B, V)
+        self.states: list[dict] = [{} for _ in range(batch)]
+        self.generators: list = [None] * batch
 
     @property
     def batch_size(self) -> int:
@@ -42,6 +49,9 @@ class TokenHistory:
         """Prompt followed by generated ids of one row."""
         return self.prompt_ids[row] + self.output_ids[row]
 
+    def generator(self, row: int):
+        return self.generators[row]
+
     def seen_mask(self) -> torch.Tensor:
         """(B, V) bool: tokens that occur in the prompt or the output of each row."""
         return self.prompt_mask | (self.output_counts > 0)
@@ -55,4 +65,6 @@ class TokenHistory:
         selector = torch.tensor(index, dtype=torch.long, device=self.prompt_mask.device)
         subset.prompt_mask = self.prompt_mask.index_select(0, selector)
         subset.output_counts = self.output_counts.index_select(0, selector)
+        subset.states = [self.states[i] for i in index]  # the same dicts: state updates reach the row
+        subset.generators = [self.generators[i] for i in index]
         return subset

@@ -27,6 +27,7 @@ from tokenloom.generation.params import check_float, check_int, check_token_ids
 
 NEG_INF = float("-inf")
 TIE_RULES = ("lowest_id", "all")
+TYPICAL_STOPS = ("reaches", "exceeds")
 
 
 class LogitsProcessor:
@@ -274,22 +275,27 @@ def _drop_sorted(logits: torch.Tensor, drop: torch.Tensor, order: torch.Tensor,
 NUCLEUS_PROBE = 1024
 
 
-def _nucleus_probe(logits: torch.Tensor, p: float):
+def _nucleus_probe(probs: torch.Tensor, p: float):
     """Top-p without a full sort, when the nucleus surely lies inside the best NUCLEUS_PROBE tokens.
 
-    If the best M-1 tokens of every row already hold mass ≥ p, every token from the M-th
-    on has at least p above it and is dropped, so sorting the best M decides everything.
-    Returns (probs worst first, order, ids, rest mass) for TopP._drop_tail, or None.
+    probs: (B, V) float64. If the best M-1 tokens of every row already hold mass ≥ p,
+    every token from the M-th on has at least p above it and is dropped, so sorting the
+    best M decides everything. The mass outside them is their actual float64 sum (not
+    1 − Σ best M, which would trust the softmax to sum to 1), so this path keeps exactly
+    what the full sort keeps. Returns (probs worst first, order, ids, rest mass), or None.
     """
-    if logits.shape[-1] < 8 * NUCLEUS_PROBE:
+    if probs.shape[-1] < 8 * NUCLEUS_PROBE:
         return None
-    probs = logits.softmax(dim=-1)  # (B, V)
     top = torch.topk(probs, NUCLEUS_PROBE, dim=-1)  # (B, M) best first
     if not bool((top.values[:, :-1].sum(dim=-1) >= p).all()):
         return None
+    last = top.values[:, -1:]  # (B, 1) topk picks among tokens tied here at random, not by lowest id
+    if bool(((probs == last).sum(-1) != (top.values == last).sum(-1)).any()):
+        return None
     ids = top.indices.sort(dim=-1).values  # (B, M) ascending ids
     values, order = torch.sort(probs.gather(-1, ids), dim=-1, descending=True, stable=True)  # (B, M)
-    rest = (1 - values.sum(dim=-1, keepdim=True)).clamp(min=0)  # (B, 1)
+    outside = probs.scatter(-1, ids, 0.0)  # (B, V) the tokens the probe did not sort
+    rest = outside.sum(dim=-1, keepdim=True)  # (B, 1)
     return values.flip(-1), order.flip(-1), ids, rest
 
 
@@ -298,34 +304,39 @@ class TopP(LogitsProcessor):
 
     With tokens ranked best first, token r is kept iff Σ_{j≥r} P_(j) > 1 − p (its
     tail, itself included, still exceeds 1 − p), i.e. iff the mass strictly above it
-    is below p: the token that crosses p is kept, the best token always is.
-    This is Hugging Face's and vLLM's test, computed on the same ascending cumulative
-    sum, so the kept counts agree exactly. Ties at the boundary: lowest ids win (HF
-    and vLLM leave that to an unstable sort). p=1 keeps everything.
+    is below p: the token that crosses p is kept, the best token always is, and so are
+    the min_keep best. Masses are float64 sums of float64 probabilities, so the kept set
+    is the exact one up to float64 rounding; Hugging Face's and vLLM's test is the same
+    on float32 sums, which can differ when the mass above a token is within ~1e-7 of p.
+    Ties at the boundary: lowest ids win (HF and vLLM leave that to an unstable sort).
+    p=1 keeps everything.
     P=[0.5, 0.3, 0.2], p=0.7 -> keeps the first two (0.5 < 0.7, 0.8 ≥ 0.7).
     """
 
     name = "top_p"
 
-    def __init__(self, p: float):
+    def __init__(self, p: float, min_keep: int = 0):
         self.p = check_float("top_p", p, 0.0, 1.0, low_open=True)
+        self.min_keep = check_int("min_keep", min_keep, 0)
 
     def __call__(self, history: TokenHistory, logits: torch.Tensor) -> torch.Tensor:
         if self.p == 1.0:
             return logits
-        probe = _nucleus_probe(logits, self.p)
+        probs = logits.double().softmax(dim=-1)  # (B, V) float64
+        probe = _nucleus_probe(probs, self.p) if self.min_keep < NUCLEUS_PROBE else None
         if probe is not None:
             return self._drop_tail(logits, *probe)
         values, ids = _candidates(logits)  # (B, m)
-        values, order = torch.sort(values, dim=-1, descending=True, stable=True)  # (B, m) best first
-        return self._drop_tail(logits, values.flip(-1).softmax(dim=-1), order.flip(-1), ids)
+        order = torch.sort(values, dim=-1, descending=True, stable=True).indices  # (B, m) best first
+        chosen = probs if ids is None else probs.gather(-1, ids)  # (B, m)
+        return self._drop_tail(logits, chosen.gather(-1, order).flip(-1), order.flip(-1), ids)
 
     def _drop_tail(self, logits: torch.Tensor, probs: torch.Tensor, order: torch.Tensor,
                    ids: torch.Tensor | None, rest: torch.Tensor | float = 0.0) -> torch.Tensor:
-        """probs: (B, m) worst first (ties: highest id first); rest: mass outside the candidates."""
+        """probs: (B, m) float64 worst first (ties: highest id first); rest: mass outside the candidates."""
         tail_mass = probs.cumsum(dim=-1) + rest  # (B, m)
         drop = tail_mass <= 1 - self.p  # (B, m)
-        drop[:, -1] = False
+        drop[:, max(drop.shape[-1] - max(self.min_keep, 1), 0):] = False
         return _drop_sorted(logits, drop, order, ids)
 
     def describe(self) -> str:
@@ -341,13 +352,18 @@ class MinP(LogitsProcessor):
 
     name = "min_p"
 
-    def __init__(self, p: float):
+    def __init__(self, p: float, min_keep: int = 0):
         self.p = check_float("min_p", p, 0.0, 1.0)
+        self.min_keep = check_int("min_keep", min_keep, 0)
 
     def __call__(self, history: TokenHistory, logits: torch.Tensor) -> torch.Tensor:
         probs = logits.softmax(dim=-1)  # (B, V)
         threshold = self.p * probs.amax(dim=-1, keepdim=True)  # (B, 1)
-        return logits.masked_fill(probs < threshold, NEG_INF)
+        remove = probs < threshold  # (B, V)
+        if self.min_keep > 1:  # spare the min_keep best
+            kth = torch.topk(logits, min(self.min_keep, logits.shape[-1]), dim=-1).values[:, -1:]  # (B, 1)
+            remove &= logits < kth
+        return logits.masked_fill(remove, NEG_INF)
 
     def describe(self) -> str:
         return f"min_p={self.p:g}"
@@ -358,17 +374,24 @@ class Typical(LogitsProcessor):
 
     Rank tokens by |−log P_i − H| (H = −Σ P log P, the entropy): how far each token's
     surprise is from the expected surprise. Keep the smallest prefix of that ranking
-    whose mass reaches p (the crossing token included). Unlike top-p it may drop the
-    most likely token when that token is far less surprising than usual.
+    whose mass reaches p (the crossing token included; stop="reaches", ours and Hugging
+    Face's), or, with stop="exceeds" (llama.cpp's `cum_sum > p`), the shortest prefix
+    whose mass exceeds p: on a flat row of 4 tokens and p = 0.5 that is 3 tokens, not 2.
+    At least min_keep tokens stay. Unlike top-p it may drop the most likely token when
+    that token is far less surprising than usual.
     ties="all": every token as typical as the last kept one survives (Hugging Face);
     ties="lowest_id": exactly the prefix, equal distances broken by lowest id.
     """
 
     name = "typical_p"
 
-    def __init__(self, p: float, ties: str = "lowest_id"):
+    def __init__(self, p: float, ties: str = "lowest_id", stop: str = "reaches", min_keep: int = 0):
         self.p = check_float("typical_p", p, 0.0, 1.0, low_open=True)
         self.ties = _check_ties(ties)
+        if stop not in TYPICAL_STOPS:
+            raise InvalidArgument(f"stop must be one of {', '.join(TYPICAL_STOPS)}, got {stop!r}")
+        self.stop = stop
+        self.min_keep = check_int("min_keep", min_keep, 0)
 
     def __call__(self, history: TokenHistory, logits: torch.Tensor) -> torch.Tensor:
         if self.p == 1.0:
@@ -379,7 +402,8 @@ class Typical(LogitsProcessor):
         distance = (-log_p - entropy).abs()  # (B, m)
         sorted_distance, order = torch.sort(distance, dim=-1, stable=True)  # (B, m) most typical first
         mass = values.gather(-1, order).softmax(dim=-1).cumsum(dim=-1)  # (B, m)
-        last = (mass < self.p).sum(dim=-1, keepdim=True).clamp(max=values.shape[-1] - 1)  # (B, 1)
+        short = mass < self.p if self.stop == "reaches" else mass <= self.p  # (B, m) prefixes still short of p
+        last = short.sum(dim=-1, keepdim=True).clamp(min=self.min_keep - 1, max=values.shape[-1] - 1)  # (B, 1)
         if self.ties == "all":
             drop = sorted_distance > sorted_distance.gather(-1, last)  # (B, m)
         else:
@@ -388,4 +412,4 @@ class Typical(LogitsProcessor):
         return _drop_sorted(logits, drop, order, ids)
 
     def describe(self) -> str:
-        return f"typical_p={self.p:g} (ties: {self.ties})"
+        return f"typical_p={self.p:g} (ties: {self.ties}; stops once the mass {self.stop} p)"

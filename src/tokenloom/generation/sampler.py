@@ -9,7 +9,11 @@ Default order, "tokenloom" (tie rule: lowest id wins):
 
     logit_bias, min_tokens, no_repeat_ngram,
     repetition_penalty, presence_penalty, frequency_penalty, dry,
-    temperature, top_k, top_p, typical_p, min_p
+    temperature, top_n_sigma, top_k, top_p, typical_p, epsilon_cutoff, eta_cutoff,
+    min_p, xtc
+
+`SamplingParams(samplers=[...])` replaces the order with one of the user's choosing
+(chains.py: names, rules, errors); mirostat = 1|2 replaces it by temperature → mirostat.
 
 Why this order:
 1. The user's edits and hard bans come first: they decide which tokens may appear
@@ -21,31 +25,33 @@ Why this order:
    OpenAI API: top_p=0.9 then keeps 90% of the mass of the distribution that is
    actually drawn from. (llama.cpp scales last, so there a high temperature never
    lets more tokens through its filters.)
-4. Filters go from coarse and cheap to fine: top_k (torch.topk, no full sort) shrinks
-   the set; top_p and typical_p need a sort; min_p runs last so that its threshold
-   is relative to the best token still standing (typical_p can remove the argmax).
+4. Filters go from coarse and cheap to fine: top_n_sigma (a threshold on logits) and
+   top_k (torch.topk, no full sort) shrink the set; top_p and typical_p need a sort;
+   the absolute cutoffs (epsilon, eta) follow; min_p runs after them so that its
+   threshold is relative to the best token still standing (typical_p can remove the
+   argmax); XTC comes last, since "the top choices" means those still standing.
 5. Greedy (temperature 0) takes the argmax of the scores after the steps that come
    before temperature; temperature and the filters after it are left out. That is
    what HF (no warpers without do_sample) and vLLM (argmax before temperature) do;
    in llama.cpp's order temperature is last, so its filters still run first.
 
-Peer orders (`SamplingParams(order=...)`), from their sources:
+Peer orders (`SamplingParams(order=...)`) are presets of chains.py, from their sources:
 - "hf": transformers' `_get_logits_processor`: sequence bias, repetition penalty,
   no-repeat n-gram, min new tokens; when sampling: temperature, top_k, top_p, min_p,
-  typical_p. top_k keeps every token tied at the k-th value; so does typical_p.
-  dry (ours) after the penalties.
+  typical_p, epsilon, eta. top_k keeps every token tied at the k-th value; so does
+  typical_p. An unset top_k is 50, as transformers' GenerationConfig has it.
 - "vllm": v1 sampler: min_tokens, logit_bias, repetition, frequency and presence
   penalties; greedy argmax here; then temperature, min_p, top_k, top_p. Ties as HF.
-  dry (ours) after the penalties.
-- "llama.cpp": the default chain: logit bias, penalties, dry, top_k, typical, top_p,
-  min_p, (xtc), temperature, dist. top_k keeps exactly k; we break its ties by lowest
-  id (llama.cpp leaves them to an unstable partial sort).
-Steps a peer lacks (presence/frequency in HF, dry in HF and vLLM, no-repeat n-gram and
-typical_p in vLLM, min_tokens and no-repeat n-gram in llama.cpp) are placed by us;
-`Order.describe()` marks them with `*`. Not reproduced: llama.cpp's penalty window
-(penalty_last_n=64), its min_p test in logit space (l_i ≥ l_max + ln p, the same set
-up to rounding) and its float accumulation order for top_p; HF's and vLLM's choice of
-tied tokens at the top_p boundary, which an unstable sort decides.
+- "llama.cpp": its common sampler's default chain: logit bias, penalties, dry,
+  top_n_sigma, top_k, typical, top_p, min_p, xtc, temperature (dynamic when
+  dynatemp_range > 0), dist; mirostat = 1|2 makes it temperature → mirostat. Its rules:
+  penalties over the last penalty_last_n = 64 tokens of prompt + output in one step;
+  typical_p stops once the mass exceeds p; top_k keeps exactly k, ties by lowest id
+  (llama.cpp leaves them to an unstable sort).
+Steps a peer lacks are placed by us; `Preset.describe()` marks them with `*`. Not
+reproduced: llama.cpp's min_p test in logit space (l_i ≥ l_max + ln p, the same set up
+to rounding) and its float32 accumulation for top_p; HF's and vLLM's choice of tied
+tokens at the top_p boundary, which an unstable sort decides.
 """
 
 from collections.abc import Callable, Sequence
@@ -54,8 +60,13 @@ from dataclasses import dataclass
 import torch
 
 from tokenloom.errors import InvalidArgument
+from tokenloom.generation.chains import PRESETS, Preset, chain_steps
+from tokenloom.generation.cutoffs import EpsilonCutoff, EtaCutoff
 from tokenloom.generation.dry import dry_from_params
 from tokenloom.generation.history import TokenHistory
+from tokenloom.generation.llamacpp_samplers import (
+    XTC, DynamicTemperature, LlamaTypical, Mirostat, Penalties, TopNSigma,
+)
 from tokenloom.generation.params import SamplingParams, check_int, check_token_ids
 from tokenloom.generation.processors import (
     NEG_INF, FrequencyPenalty, LogitBias, LogitsProcessor, MinP, MinTokens, NoRepeatNGram,
@@ -63,38 +74,8 @@ from tokenloom.generation.processors import (
     explain_change,
 )
 
-
-@dataclass(frozen=True)
-class Order:
-    """A named processor order: steps in application order, the tie rule of top_k and
-    typical_p, and the steps the peer itself does not have (placed by us)."""
-
-    name: str
-    steps: tuple[str, ...]
-    ties: str
-    extensions: frozenset[str] = frozenset()
-
-    def describe(self) -> str:
-        return " → ".join(s + ("*" if s in self.extensions else "") for s in self.steps)
-
-
-ORDERS: dict[str, Order] = {order.name: order for order in (
-    Order("tokenloom", ("logit_bias", "min_tokens", "no_repeat_ngram", "repetition_penalty",
-                        "presence_penalty", "frequency_penalty", "dry", "temperature", "top_k", "top_p",
-                        "typical_p", "min_p"), ties="lowest_id"),
-    Order("hf", ("logit_bias", "repetition_penalty", "presence_penalty", "frequency_penalty", "dry",
-                 "no_repeat_ngram", "min_tokens", "temperature", "top_k", "top_p", "min_p",
-                 "typical_p"), ties="all",
-          extensions=frozenset({"presence_penalty", "frequency_penalty", "dry"})),
-    Order("vllm", ("min_tokens", "logit_bias", "repetition_penalty", "frequency_penalty",
-                   "presence_penalty", "dry", "no_repeat_ngram", "temperature", "min_p", "top_k", "top_p",
-                   "typical_p"), ties="all",
-          extensions=frozenset({"dry", "no_repeat_ngram", "typical_p"})),
-    Order("llama.cpp", ("logit_bias", "min_tokens", "repetition_penalty", "frequency_penalty",
-                        "presence_penalty", "no_repeat_ngram", "dry", "top_k", "typical_p", "top_p",
-                        "min_p", "temperature"), ties="lowest_id",
-          extensions=frozenset({"min_tokens", "no_repeat_ngram"})),
-)}
+ORDERS: dict[str, Preset] = PRESETS  # the presets, by the name SamplingParams.order takes
+Order = Preset
 
 
 @dataclass(frozen=True)
@@ -103,8 +84,35 @@ class _Build:
 
     vocab_size: int
     end_ids: tuple[int, ...]
-    ties: str
+    preset: Preset
     tokenizer: object | None = None  # token texts, for DRY's sequence breakers
+
+    @property
+    def ties(self) -> str:
+        return self.preset.ties
+
+
+def top_k_of(params: SamplingParams, preset: Preset) -> int:
+    """The top_k in force: the params' own, or the preset's default when unset."""
+    return preset.top_k if params.top_k is None else params.top_k
+
+
+def penalty_window(params: SamplingParams, preset: Preset) -> int:
+    """The penalties' window in force: the params' own, or the preset's default when unset."""
+    return preset.penalty_last_n if params.penalty_last_n is None else params.penalty_last_n
+
+
+def _temperature(p: SamplingParams, b: _Build) -> LogitsProcessor | None:
+    if p.dynatemp_range > 0.0 and p.temperature > 0.0 and not p.mirostat:
+        return DynamicTemperature(p.temperature, p.dynatemp_range, p.dynatemp_exponent)
+    return Temperature(p.temperature) if p.temperature not in (0.0, 1.0) else None
+
+
+def _penalties(p: SamplingParams, b: _Build) -> LogitsProcessor | None:
+    window = penalty_window(p, b.preset)
+    if window == 0 or (p.repetition_penalty == 1.0 and not p.presence_penalty and not p.frequency_penalty):
+        return None
+    return Penalties(window, p.repetition_penalty, p.frequency_penalty, p.presence_penalty)
 
 
 Builder = Callable[[SamplingParams, _Build], LogitsProcessor | None]
@@ -119,12 +127,23 @@ BUILDERS: dict[str, Builder] = {
     if p.repetition_penalty != 1.0 else None,
     "presence_penalty": lambda p, b: PresencePenalty(p.presence_penalty) if p.presence_penalty else None,
     "frequency_penalty": lambda p, b: FrequencyPenalty(p.frequency_penalty) if p.frequency_penalty else None,
+    "penalties": _penalties,
     "dry": lambda p, b: dry_from_params(p, b.tokenizer),
-    "temperature": lambda p, b: Temperature(p.temperature) if p.temperature not in (0.0, 1.0) else None,
-    "top_k": lambda p, b: TopK(p.top_k, b.ties) if 0 < p.top_k < b.vocab_size else None,
-    "top_p": lambda p, b: TopP(p.top_p) if p.top_p < 1.0 else None,
-    "typical_p": lambda p, b: Typical(p.typical_p, b.ties) if p.typical_p < 1.0 else None,
-    "min_p": lambda p, b: MinP(p.min_p) if p.min_p > 0.0 else None,
+    "temperature": _temperature,
+    "top_n_sigma": lambda p, b: TopNSigma(p.top_n_sigma) if p.top_n_sigma > 0.0 else None,
+    "top_k": lambda p, b: TopK(top_k_of(p, b.preset), b.ties)
+    if 0 < top_k_of(p, b.preset) < b.vocab_size else None,
+    "top_p": lambda p, b: TopP(p.top_p, p.min_keep) if p.top_p < 1.0 else None,
+    "typical_p": lambda p, b: (LlamaTypical(p.typical_p, p.min_keep) if b.preset.typical_stop == "exceeds"
+                               else Typical(p.typical_p, b.ties, b.preset.typical_stop, p.min_keep))
+    if p.typical_p < 1.0 else None,
+    "min_p": lambda p, b: MinP(p.min_p, p.min_keep) if p.min_p > 0.0 else None,
+    "epsilon_cutoff": lambda p, b: EpsilonCutoff(p.epsilon_cutoff, p.min_keep) if p.epsilon_cutoff else None,
+    "eta_cutoff": lambda p, b: EtaCutoff(p.eta_cutoff, p.min_keep) if p.eta_cutoff else None,
+    "xtc": lambda p, b: XTC(p.xtc_probability, p.xtc_threshold, p.min_keep)
+    if p.xtc_probability > 0.0 and p.xtc_threshold <= 0.5 else None,
+    "mirostat": lambda p, b: Mirostat(p.mirostat, p.mirostat_tau, p.mirostat_eta, b.vocab_size)
+    if p.mirostat else None,
 }
 
 
@@ -155,13 +174,11 @@ class Sampler:
         if any(t >= vocab_size for t in end_ids):
             raise InvalidArgument(f"eos_token_ids and stop_token_ids must be < vocab_size {vocab_size}, "
                                   f"got {end_ids}")
-        self.order = ORDERS[params.order]
-        steps = self.order.steps
-        if params.greedy:  # greedy: argmax before temperature; later steps left out
-            steps = steps[:steps.index("temperature")]
-        build = _Build(self.vocab_size, end_ids, self.order.ties, tokenizer)
+        self.preset = self.order = PRESETS[params.order]
+        build = _Build(self.vocab_size, end_ids, self.preset, tokenizer)
+        self.steps = chain_steps(params.samplers, self.preset, params.mirostat, params.greedy)
         self.processors: list[LogitsProcessor] = [
-            proc for proc in (BUILDERS[step](params, build) for step in steps) if proc is not None]
+            proc for proc in (BUILDERS[step](params, build) for step in self.steps) if proc is not None]
 
     def describe(self) -> str:
         """The chain in one line, e.g. 'repetition_penalty=1.2 (prompt + output) → greedy'."""
@@ -170,8 +187,14 @@ class Sampler:
     def _selector_name(self) -> str:
         return "greedy" if self.params.greedy else "draw"
 
-    def process(self, history: TokenHistory, logits: torch.Tensor) -> torch.Tensor:
-        """Apply the chain: (B, V) logits -> (B, V) float32 scores, removed tokens at -inf."""
+    def process(self, history: TokenHistory, logits: torch.Tensor,
+                generators: Sequence[torch.Generator | None] | None = None) -> torch.Tensor:
+        """Apply the chain: (B, V) logits -> (B, V) float32 scores, removed tokens at -inf.
+
+        generators: one per row (None: torch's global one), for the steps that draw (XTC).
+        """
+        if generators is not None:
+            history.generators = list(generators)
         scores = logits.float()  # (B, V)
         for processor in self.processors:
             scores = processor(history, scores)  # (B, V)
@@ -202,8 +225,15 @@ class Sampler:
 
     def __call__(self, history: TokenHistory, logits: torch.Tensor,
                  generators: Sequence[torch.Generator | None] | None = None) -> torch.Tensor:
-        """process then select: (B, V) logits -> (B,) next ids."""
-        return self.select(self.process(history, logits), generators)
+        """process then select: (B, V) logits -> (B,) next ids; stateful steps (mirostat) then
+        accept the chosen ids, as llama.cpp's samplers do."""
+        scores = self.process(history, logits, generators)  # (B, V)
+        tokens = self.select(scores, generators)  # (B,)
+        for processor in self.processors:
+            accept = getattr(processor, "accept", None)
+            if accept is not None:
+                accept(history, scores, tokens)
+        return tokens
 
     def explain(self, history: TokenHistory, logits_row: torch.Tensor, top: int = 10) -> list[StepExplanation]:
         """What each step of the chain does to one row, then what the selector does.

@@ -18,6 +18,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from tokenloom.generation.options import declared_fields
 from tokenloom.generation.params import ORDERS, SamplingParams
 
 STRICT = ConfigDict(extra="forbid", strict=True)
@@ -25,7 +26,8 @@ STRICT = ConfigDict(extra="forbid", strict=True)
 # Fields whose meaning or spelling differs between the two endpoints are declared by each.
 ENDPOINT_FIELDS = ("max_tokens", "logprobs")
 # Where a field's JSON shape is not its Python declaration.
-_JSON_SHAPES: dict[str, Any] = {"stop": Union[str, list[str]], "order": Literal[ORDERS]}
+_JSON_SHAPES: dict[str, Any] = {"stop": Union[str, list[str]], "order": Literal[ORDERS],
+                                "samplers": Union[str, list[str]]}
 
 
 def _json_type(annotation: Any) -> Any:
@@ -44,13 +46,15 @@ def _json_type(annotation: Any) -> Any:
 def _sampling_fields() -> dict[str, Any]:
     hints = typing.get_type_hints(SamplingParams)
     fields = {}
-    for f in dataclasses.fields(SamplingParams):
+    for f, declared in declared_fields(SamplingParams):
         if f.name in ENDPOINT_FIELDS:
             continue
         json_type = _JSON_SHAPES.get(f.name, _json_type(hints[f.name]))
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         default = json.dumps(list(default) if isinstance(default, tuple) else default)
-        described = Field(default=None, description=f"tokenloom.SamplingParams.{f.name}; null means {default}")
+        allowed = f" in {declared.allowed()}" if declared.allowed() else ""
+        described = Field(default=None, description=f"{declared.help}{allowed}; null means {default} "
+                                                    f"(tokenloom.SamplingParams.{f.name})")
         fields[f.name] = (Union[json_type, None], described)
     return fields
 
