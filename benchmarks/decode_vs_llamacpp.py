@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 import tokenloom as tl
+from tokenloom.model.blocks import machine_line
 from tokenloom.model.gguf import GGUFFile
 from tokenloom.model.registry import resolve
 
@@ -178,6 +179,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, load average {os.getloadavg()}")
+    print(machine_line())
     _, path = resolve("smollm2-135m-instruct")
 
     lm = tl.load("smollm2-135m-instruct", precision="native")

@@ -142,7 +142,9 @@ def main() -> None:
     parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--rounds", type=int, default=1, help="alternating turns of each side")
     args = parser.parse_args()
+    from tokenloom.model.blocks import machine_line
 
+    print(machine_line())
     lm = tl.load(args.model, precision=args.precision)
     ids = lm.tokenizer.encode(args.file.read_text(encoding="utf-8"))
     if args.tokens:

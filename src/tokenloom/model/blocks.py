@@ -80,6 +80,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def machine_line() -> str:
+    """The CPU a figure was measured on: model, PyTorch's capability, and the block kernels chosen."""
+    return (f"CPU: {cpu_model()}; torch.backends.cpu.get_cpu_capability() = {torch.backends.cpu.get_cpu_capability()}; "
+            f"GGUF block kernels: {chosen_variant() or 'off'}")
+
+
 def supported_variants() -> list[str]:
     """The variants this CPU can run, best first."""
     x86 = platform.machine().lower() in ("x86_64", "amd64")
