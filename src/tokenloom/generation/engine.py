@@ -22,6 +22,7 @@ from tokenloom.generation.params import SamplingParams, chain_fields
 from tokenloom.generation.sampler import Sampler
 from tokenloom.generation.semantic import SemanticGuard
 from tokenloom.generation.stopping import IncrementalDetokenizer, StopStrings
+from tokenloom.generation.structured import constraint_done
 
 
 @dataclass
@@ -127,6 +128,8 @@ class Sequence:
         self.text += piece
         if self.stops.matched is not None:
             return piece, ("stop", self.stops.matched)
+        if constraint_done(self.sampler_state):  # structured output complete, nothing more allowed
+            return piece + self._release_end(), ("eos", None)
         if len(self.ids) >= self.budget:
             return piece + self._release_end(), ("length", None)
         return piece, None
