@@ -45,7 +45,9 @@ import numpy as np
 import torch
 
 from tokenloom.errors import InvalidArgument
-from tokenloom.generation.constraints import STATE_KEY, Constraint, llguidance_module, compile_grammar
+from tokenloom.generation.constraints import (
+    STATE_KEY, Constraint, compile_grammar, constraint_of, llguidance_module,
+)
 from tokenloom.generation.history import TokenHistory
 from tokenloom.generation.processors import NEG_INF, LogitsProcessor
 
@@ -109,11 +111,20 @@ def ll_tokenizer(tokenizer):
 
 # -- the processor ---------------------------------------------------------------------
 class _RowState:
-    """One sequence's matcher and whether its constraint is complete with nothing more allowed."""
+    """One sequence's constraint, its matcher (made on the first step) and whether the constraint
+    is complete with nothing more allowed."""
 
-    def __init__(self, matcher):
-        self.matcher = matcher
+    def __init__(self, constraint: Constraint):
+        self.constraint = constraint
+        self.matcher = None
         self.done = False
+
+
+def row_state(params) -> dict:
+    """A new sequence's sampler state: it carries the sequence's own constraint, so that rows with
+    different constraints share one sampler group (engine.chain_key keeps only whether there is one)."""
+    constraint = constraint_of(params)
+    return {} if constraint is None else {STATE_KEY: _RowState(constraint)}
 
 
 def constraint_done(state: dict) -> bool:
@@ -134,9 +145,10 @@ def _unpack(bitmask: np.ndarray, vocab_size: int) -> np.ndarray:
 class StructuredOutput(LogitsProcessor):
     """Scores of the tokens the row's constraint forbids become -inf; accepted tokens advance its matcher.
 
-    constraint: what the rows of this chain must produce (every row of a sampler group has
-    the same one); tokenizer: ours (its token bytes build llguidance's); end_ids: EOS and
-    stop_token_ids, allowed only once the constraint is complete.
+    constraint: what a row must produce unless its state brings its own (`row_state`: the
+    runtime's sequences do, so one sampler serves rows with different schemas); tokenizer:
+    ours (its token bytes build llguidance's); end_ids: EOS and stop_token_ids, allowed
+    only once the row's constraint is complete.
     """
 
     name = "structured"
@@ -145,7 +157,7 @@ class StructuredOutput(LogitsProcessor):
         if tokenizer is None:
             raise InvalidArgument("structured output needs the tokenizer (Sampler(..., tokenizer=...))")
         self.constraint = constraint
-        self.grammar = compile_grammar(constraint.kind, constraint.text)
+        compile_grammar(constraint.kind, constraint.text)
         self.tokenizer = ll_tokenizer(tokenizer)
         self.vocab = self.tokenizer.vocab_size
         self.end_ids = np.array(sorted(set(end_ids) | set(tokenizer.eos_ids)), dtype=np.int64)  # (E,)
@@ -154,11 +166,12 @@ class StructuredOutput(LogitsProcessor):
     def _row(self, history: TokenHistory, row: int) -> _RowState:
         state = history.states[row].get(STATE_KEY)
         if state is None:
-            llg = llguidance_module()
-            matcher = llg.LLMatcher(self.tokenizer, self.grammar, log_level=0)
-            if matcher.is_error():  # compile_grammar checked it; a tokenizer-specific failure lands here
-                raise InvalidArgument(f"{self.constraint.kind}: {matcher.get_error()}")
-            state = history.states[row][STATE_KEY] = _RowState(matcher)
+            state = history.states[row][STATE_KEY] = _RowState(self.constraint)
+        if state.matcher is None:
+            kind, text = state.constraint.kind, state.constraint.text
+            state.matcher = llguidance_module().LLMatcher(self.tokenizer, compile_grammar(kind, text), log_level=0)
+            if state.matcher.is_error():  # compile_grammar checked it; a tokenizer-specific failure lands here
+                raise InvalidArgument(f"{kind}: {state.matcher.get_error()}")
         return state
 
     def allowed(self, history: TokenHistory, vocab_size: int) -> np.ndarray:
@@ -184,9 +197,9 @@ class StructuredOutput(LogitsProcessor):
         allowed[:, ends] = np.array([r.matcher.is_accepting() for r in rows])[:, None]  # (B, E)
         empty = ~allowed.any(axis=1)  # (B,)
         if empty.any():
-            matcher = rows[int(empty.argmax())].matcher
-            raise RuntimeError(f"{self.constraint.kind}: the matcher allows no token: "
-                               f"{matcher.get_error() or 'it reached a dead end'}")
+            row = rows[int(empty.argmax())]
+            raise RuntimeError(f"{row.constraint.kind}: the matcher allows no token: "
+                               f"{row.matcher.get_error() or 'it reached a dead end'}")
         return allowed
 
     def __call__(self, history: TokenHistory, logits: torch.Tensor) -> torch.Tensor:
@@ -204,7 +217,7 @@ class StructuredOutput(LogitsProcessor):
                 state.done = True
                 continue
             if not state.matcher.consume_token(token):
-                raise RuntimeError(f"{self.constraint.kind}: token {token} was chosen but the constraint "
+                raise RuntimeError(f"{state.constraint.kind}: token {token} was chosen but the constraint "
                                    f"refuses it: {state.matcher.get_error()}")
             state.done = state.matcher.is_stopped()
 
