@@ -124,8 +124,8 @@ def main() -> None:
           f"{t['constrained'] * 1e3:.1f} ms/token under a schema ({extra:+.1%} end to end); "
           f"the mask itself {t['mask'] * 1e3:.3f} ms/token ({t['mask'] / t['free']:.1%} of a free token)")
     compiled = compile_times(lm, SCHEMAS)
-    print(f"compile a schema (grammar + matcher), {len(compiled)} schemas: median {statistics.median(compiled) * 1e3:.1f} ms, "
-          f"max {max(compiled) * 1e3:.1f} ms")
+    print(f"compile a schema (grammar + matcher), {len(compiled)} schemas: "
+          f"median {statistics.median(compiled) * 1e3:.1f} ms, max {max(compiled) * 1e3:.1f} ms")
     if args.validity:
         good, total, seconds = validity()
         print(f"validity: {good}/{total} outputs parse and validate ({good / total:.0%}), {seconds:.0f} s")

@@ -18,17 +18,15 @@ constraint is complete, and a sequence whose constraint is complete and allows
 nothing more ends there (`constraint_done`, read by Sequence.accept), with
 finish_reason "eos", without spending a step on the end token.
 
-Library: llguidance (guidance-ai; the structured-output backend of llama.cpp, vLLM
-and SGLang). Measured on the SmolLM2 vocabulary (49,152 tokens) against xgrammar
-and outlines-core (benchmarks/structured_libraries.py, on an AMD EPYC, 2 cores):
-per-token mask 15 µs median (xgrammar 3 µs, outlines-core 3 µs), a
-7-field schema compiled in 1.5 ms (xgrammar 43 ms, outlines-core 860 ms, which
-grows with the schema since it builds a whole automaton first). All three are far
-below a decode step (tens of ms here). It decided on coverage and weight:
-llguidance alone takes all five kinds natively (JSON schema, regex, choice, Lark,
-GBNF); xgrammar has no Lark and its wheel requires torch and triton (pip would
-pull triton 3.9); outlines-core knows JSON schema and regex only. llguidance is
-one 3 MB wheel with no dependencies; it is the optional extra `tokenloom[structured]`.
+Library: llguidance (guidance-ai; the structured-output backend of llama.cpp, vLLM and
+SGLang), chosen against xgrammar and outlines-core by benchmarks/structured_libraries.py
+(figures in README, with the CPU). All three compute a mask in far less than a decode
+step; what decided is coverage and weight. llguidance alone takes all five kinds
+natively (JSON schema, regex, choice, Lark, GBNF) and compiles a schema lazily, in about
+a millisecond; xgrammar has no Lark and its wheel requires torch and triton; outlines-core
+knows JSON schema and regex only and builds a whole automaton per schema first, which
+grows with the schema. llguidance is one wheel with no dependencies, the optional extra
+`tokenloom[structured]`.
 
 The tokenizer llguidance needs is built from our own tokenizer's byte strings (the
 byte-level BPE of the GGUF): each token's bytes, control tokens marked with a leading
