@@ -206,3 +206,33 @@ def test_explain_refuses_a_history_of_several_rows():
     sampler = Sampler(SamplingParams(), vocab_size=4)
     with pytest.raises(InvalidArgument, match="one row"):
         sampler.explain(TokenHistory([[], []], 4), torch.zeros(4))
+
+
+@pytest.mark.parametrize("order", ["hf", "vllm", "llama.cpp", "tokenloom"])
+@pytest.mark.parametrize("extra", [dict(top_p=0.9, min_p=0.05), dict(typical_p=0.8), dict(top_p=0.5)])
+def test_a_chain_narrowed_after_top_k_keeps_and_draws_what_full_rows_do(monkeypatch, order, extra):
+    """After top-k the value-only steps run on the surviving columns (sampler.narrow); the kept
+    sets and every seeded draw equal those of the same chain on full rows."""
+    from tokenloom.generation import sampler as sampler_module
+    from tokenloom.generation.history import TokenHistory
+
+    gen = torch.Generator().manual_seed(7)
+    logits = torch.randn(6, 4096, generator=gen) * 3
+    logits[1, :50] = 5.0  # a row of ties at the top
+    params = SamplingParams(order=order, temperature=0.8, top_k=40, seed=0, **extra)
+    sampler = Sampler(params, vocab_size=4096)
+
+    def run():
+        history = TokenHistory([[1, 2, 3]] * 6, 4096)
+        generators = [torch.Generator().manual_seed(i) for i in range(6)]
+        kept = torch.isfinite(sampler.process(history, logits))
+        draws = [sampler(history, logits, generators) for _ in range(20)]
+        return kept, torch.stack(draws)
+
+    narrowed = run()
+    _, ids = sampler._chain(TokenHistory([[1, 2, 3]] * 6, 4096), logits, None)
+    assert ids is not None and ids.shape[1] <= 50  # the chain did run narrowed (ties="all" may keep 50)
+    monkeypatch.setattr(sampler_module, "NARROW_SHARE", 10**9)  # never narrow
+    full = run()
+    assert torch.equal(narrowed[0], full[0]) and narrowed[0].sum(-1).max() <= 50
+    assert torch.equal(narrowed[1], full[1])

@@ -31,9 +31,17 @@ TYPICAL_STOPS = ("reaches", "exceeds")
 
 
 class LogitsProcessor:
-    """Base class: a named, explainable (history, logits) -> logits step."""
+    """Base class: a named, explainable (history, logits) -> logits step.
+
+    value_only: the step looks at scores alone, never at which token a column is (no
+    history, no token ids), and breaks ties by column order; it then gives the same
+    result on the columns that are still finite, kept in ascending id order, as on the
+    whole row (the sampler narrows the row to those after a step that `narrows`).
+    """
 
     name = "processor"
+    value_only = False
+    narrows = False
 
     def __call__(self, history: TokenHistory, logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -210,6 +218,7 @@ class Temperature(LogitsProcessor):
     """
 
     name = "temperature"
+    value_only = True
 
     def __init__(self, temperature: float):
         self.temperature = check_float("temperature", temperature, 0.0, None, low_open=True)
@@ -230,6 +239,7 @@ class TopK(LogitsProcessor):
     """
 
     name = "top_k"
+    narrows = True  # k ≪ V scores survive: what follows can run on those columns alone
 
     def __init__(self, k: int, ties: str = "lowest_id"):
         self.k = check_int("top_k", k, 1)
@@ -242,6 +252,8 @@ class TopK(LogitsProcessor):
             return logits.masked_fill(logits < kth, NEG_INF)
         tied = logits == kth  # (B, V)
         room = k - (logits > kth).sum(dim=-1, keepdim=True)  # (B, 1) places left for tied tokens
+        if bool((tied.sum(dim=-1, keepdim=True) <= room).all()):  # no row has more ties than room: keep all
+            return logits.masked_fill(logits < kth, NEG_INF)
         keep = (logits > kth) | (tied & (tied.cumsum(dim=-1) <= room))  # (B, V)
         return logits.masked_fill(~keep, NEG_INF)
 
@@ -314,6 +326,7 @@ class TopP(LogitsProcessor):
     """
 
     name = "top_p"
+    value_only = True
 
     def __init__(self, p: float, min_keep: int = 0):
         self.p = check_float("top_p", p, 0.0, 1.0, low_open=True)
@@ -351,6 +364,7 @@ class MinP(LogitsProcessor):
     """
 
     name = "min_p"
+    value_only = True
 
     def __init__(self, p: float, min_keep: int = 0):
         self.p = check_float("min_p", p, 0.0, 1.0)
@@ -384,6 +398,7 @@ class Typical(LogitsProcessor):
     """
 
     name = "typical_p"
+    value_only = True
 
     def __init__(self, p: float, ties: str = "lowest_id", stop: str = "reaches", min_keep: int = 0):
         self.p = check_float("typical_p", p, 0.0, 1.0, low_open=True)
