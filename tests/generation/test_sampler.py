@@ -9,6 +9,7 @@ from transformers.generation import logits_process as hf
 from tokenloom.errors import InvalidArgument
 from tokenloom.generation.history import TokenHistory
 from tokenloom.generation.params import SamplingParams
+from tokenloom.generation.processors import TopK
 from tokenloom.generation.sampler import BUILDERS, ORDERS, Sampler, seeded_generator
 
 EVERYTHING_ON = dict(temperature=0.7, top_k=5, top_p=0.9, min_p=0.05, typical_p=0.95, repetition_penalty=1.3,
@@ -210,15 +211,20 @@ def test_explain_refuses_a_history_of_several_rows():
 
 @pytest.mark.parametrize("order", ["hf", "vllm", "llama.cpp", "tokenloom"])
 @pytest.mark.parametrize("extra", [dict(top_p=0.9, min_p=0.05), dict(typical_p=0.8), dict(top_p=0.5)])
-def test_a_chain_narrowed_after_top_k_keeps_and_draws_what_full_rows_do(monkeypatch, order, extra):
-    """After top-k the value-only steps run on the surviving columns (sampler.narrow); the kept
-    sets and every seeded draw equal those of the same chain on full rows."""
+@pytest.mark.parametrize("tied_edge", [False, True])
+def test_a_chain_narrowed_after_top_k_keeps_and_draws_what_full_rows_do(monkeypatch, order, extra, tied_edge):
+    """After top-k the value-only steps run on the surviving columns (top-k's own ranking when no
+    tie crosses its k-th place, else sampler.narrow); the kept sets and every seeded draw equal
+    those of the same chain on full rows."""
     from tokenloom.generation import sampler as sampler_module
     from tokenloom.generation.history import TokenHistory
 
     gen = torch.Generator().manual_seed(7)
     logits = torch.randn(6, 4096, generator=gen) * 3
-    logits[1, :50] = 5.0  # a row of ties at the top
+    if tied_edge:
+        logits[1, 100:150] = logits[1].max() + 1  # 50 tokens tied at the top of a row: top-k 40 cuts them
+    quick = TopK(40).narrowed(logits if order == "llama.cpp" else logits / 0.8)
+    assert (quick is None) == tied_edge
     params = SamplingParams(order=order, temperature=0.8, top_k=40, seed=0, **extra)
     sampler = Sampler(params, vocab_size=4096)
 

@@ -251,11 +251,25 @@ class TopK(LogitsProcessor):
         if self.ties == "all":
             return logits.masked_fill(logits < kth, NEG_INF)
         tied = logits == kth  # (B, V)
-        room = k - (logits > kth).sum(dim=-1, keepdim=True)  # (B, 1) places left for tied tokens
-        if bool((tied.sum(dim=-1, keepdim=True) <= room).all()):  # no row has more ties than room: keep all
+        # count_nonzero: a bool tensor's sum would first copy it to int64
+        room = k - torch.count_nonzero(logits > kth, dim=-1)[:, None]  # (B, 1) places left for tied tokens
+        if bool((torch.count_nonzero(tied, dim=-1)[:, None] <= room).all()):  # no row has more ties than room
             return logits.masked_fill(logits < kth, NEG_INF)
         keep = (logits > kth) | (tied & (tied.cumsum(dim=-1) <= room))  # (B, V)
         return logits.masked_fill(~keep, NEG_INF)
+
+    def narrowed(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The kept scores as (B, k) columns with their ids ascending, when no tie crosses the k-th
+        place in any row (the (k+1)-th best strictly below the k-th: exactly the top k survive under
+        either tie rule); None otherwise, and the full step decides."""
+        k = self.k
+        if k >= logits.shape[-1]:
+            return None
+        top = torch.topk(logits, k + 1, dim=-1)  # (B, k + 1) best first
+        if not bool((top.values[:, k] < top.values[:, k - 1]).all()):
+            return None
+        ids = top.indices[:, :k].sort(dim=-1).values  # (B, k): the k best, whatever their order in top
+        return logits.gather(-1, ids), ids
 
     def describe(self) -> str:
         return f"top_k={self.k} (ties: {self.ties})"

@@ -153,7 +153,7 @@ NARROW_SHARE = 8  # narrow a chain once at most 1/8 of every row's scores are fi
 def narrow(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(B, V) scores → their finite columns (B, m) with ids ascending (B, m), m the most any row
     keeps (a row with fewer gets -inf columns); unchanged, None, when most columns survive."""
-    alive = int((scores > NEG_INF).sum(dim=-1).max())
+    alive = int(torch.count_nonzero(scores > NEG_INF, dim=-1).max())
     if alive > scores.shape[-1] // NARROW_SHARE:
         return scores, None
     ids = torch.topk(scores, max(alive, 1), dim=-1).indices.sort(dim=-1).values  # (B, m)
@@ -232,10 +232,12 @@ class Sampler:
         for i, processor in enumerate(steps):
             if ids is not None and not processor.value_only:
                 scores, ids = widen(scores, ids, self.vocab_size), None
-            scores = processor(history, scores)
             later = steps[i + 1:]
             if ids is None and processor.narrows and later and all(p.value_only for p in later):
-                scores, ids = narrow(scores)
+                quick = processor.narrowed(scores)  # top-k's survivors straight from its own ranking
+                scores, ids = quick if quick is not None else narrow(processor(history, scores))
+                continue
+            scores = processor(history, scores)
         return scores, ids
 
     def select(self, scores: torch.Tensor, generators: Sequence[torch.Generator | None] | None = None
