@@ -275,19 +275,28 @@ class TopK(LogitsProcessor):
         return f"top_k={self.k} (ties: {self.ties})"
 
 
-def _candidates(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The part of each row a sort must see: (values, ids) or (logits, None) for the whole row.
+NARROW_SHARE = 8  # narrow a row once at most 1/8 of its scores are finite
 
-    When an earlier filter (top_k) left m ≪ V finite scores, the m best tokens of every
-    row are gathered with torch.topk, ids ascending, so that a stable sort of them still
-    breaks ties by lowest id; the full O(V log V) sort is skipped. Removed (-inf) tokens
-    have probability 0 and cannot change any cumulative mass.
+
+def narrow(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The part of each row a sort, or the rest of a chain, must see: its finite columns
+    (B, m) with their ids ascending (B, m), m the most any row keeps (a row with fewer gets
+    -inf columns); or (scores, None), the whole row, when more than 1/NARROW_SHARE survive.
+
+    Ascending ids keep lowest-id tie-breaking for a stable sort of the columns; removed
+    (-inf) tokens have probability 0 and cannot change any cumulative mass.
     """
-    alive = int((logits > NEG_INF).sum(dim=-1).max())
-    if alive > logits.shape[-1] // 8:
-        return logits, None
-    ids = torch.topk(logits, max(alive, 1), dim=-1).indices.sort(dim=-1).values  # (B, m) ascending ids
-    return logits.gather(-1, ids), ids  # (B, m), (B, m)
+    alive = int(torch.count_nonzero(scores > NEG_INF, dim=-1).max())
+    if alive > scores.shape[-1] // NARROW_SHARE:
+        return scores, None
+    ids = torch.topk(scores, max(alive, 1), dim=-1).indices.sort(dim=-1).values  # (B, m)
+    return scores.gather(-1, ids), ids
+
+
+def widen(scores: torch.Tensor, ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Narrowed scores (B, m) back to full rows (B, V), -inf outside their ids."""
+    full = torch.full((scores.shape[0], vocab_size), NEG_INF, dtype=scores.dtype, device=scores.device)
+    return full.scatter_(-1, ids, scores)
 
 
 def _drop_sorted(logits: torch.Tensor, drop: torch.Tensor, order: torch.Tensor,
@@ -353,7 +362,7 @@ class TopP(LogitsProcessor):
         probe = _nucleus_probe(probs, self.p) if self.min_keep < NUCLEUS_PROBE else None
         if probe is not None:
             return self._drop_tail(logits, *probe)
-        values, ids = _candidates(logits)  # (B, m)
+        values, ids = narrow(logits)  # (B, m)
         order = torch.sort(values, dim=-1, descending=True, stable=True).indices  # (B, m) best first
         chosen = probs if ids is None else probs.gather(-1, ids)  # (B, m)
         return self._drop_tail(logits, chosen.gather(-1, order).flip(-1), order.flip(-1), ids)
@@ -425,7 +434,7 @@ class Typical(LogitsProcessor):
     def __call__(self, history: TokenHistory, logits: torch.Tensor) -> torch.Tensor:
         if self.p == 1.0:
             return logits
-        values, ids = _candidates(logits)  # (B, m)
+        values, ids = narrow(logits)  # (B, m)
         log_p = torch.log_softmax(values, dim=-1)  # (B, m)
         entropy = -(log_p * log_p.exp()).nansum(dim=-1, keepdim=True)  # (B, 1)
         distance = (-log_p - entropy).abs()  # (B, m)

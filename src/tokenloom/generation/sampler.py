@@ -69,7 +69,7 @@ from tokenloom.generation.llamacpp_samplers import (
 )
 from tokenloom.generation.params import SamplingParams, check_int, check_token_ids
 from tokenloom.generation.processors import (
-    NEG_INF, FrequencyPenalty, LogitBias, LogitsProcessor, MinP, MinTokens, NoRepeatNGram,
+    NEG_INF, FrequencyPenalty, LogitBias, LogitsProcessor, MinP, MinTokens, NoRepeatNGram, narrow, widen,
     PresencePenalty, RepetitionPenalty, StepExplanation, Temperature, TopK, TopP, Typical,
     explain_change,
 )
@@ -145,25 +145,6 @@ BUILDERS: dict[str, Builder] = {
     "mirostat": lambda p, b: Mirostat(p.mirostat, p.mirostat_tau, p.mirostat_eta, b.vocab_size)
     if p.mirostat else None,
 }
-
-
-NARROW_SHARE = 8  # narrow a chain once at most 1/8 of every row's scores are finite
-
-
-def narrow(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(B, V) scores → their finite columns (B, m) with ids ascending (B, m), m the most any row
-    keeps (a row with fewer gets -inf columns); unchanged, None, when most columns survive."""
-    alive = int(torch.count_nonzero(scores > NEG_INF, dim=-1).max())
-    if alive > scores.shape[-1] // NARROW_SHARE:
-        return scores, None
-    ids = torch.topk(scores, max(alive, 1), dim=-1).indices.sort(dim=-1).values  # (B, m)
-    return scores.gather(-1, ids), ids
-
-
-def widen(scores: torch.Tensor, ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Narrowed scores (B, m) back to full rows (B, V), -inf outside their ids."""
-    return torch.full((scores.shape[0], vocab_size), NEG_INF, dtype=scores.dtype, device=scores.device).scatter_(
-        -1, ids, scores)
 
 
 def seeded_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator | None:
