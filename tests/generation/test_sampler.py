@@ -214,9 +214,9 @@ def test_explain_refuses_a_history_of_several_rows():
 @pytest.mark.parametrize("tied_edge", [False, True])
 def test_a_chain_narrowed_after_top_k_keeps_and_draws_what_full_rows_do(monkeypatch, order, extra, tied_edge):
     """After top-k the value-only steps run on the surviving columns (top-k's own ranking when no
-    tie crosses its k-th place, else processors.narrow); the kept sets and every seeded draw equal
+    tie crosses its k-th place, else columns.narrow); the kept sets and every seeded draw equal
     those of the same chain on full rows."""
-    from tokenloom.generation import processors
+    from tokenloom.generation import columns
 
     gen = torch.Generator().manual_seed(7)
     logits = torch.randn(6, 4096, generator=gen) * 3
@@ -237,7 +237,7 @@ def test_a_chain_narrowed_after_top_k_keeps_and_draws_what_full_rows_do(monkeypa
     narrowed = run()
     _, ids = sampler._chain(TokenHistory([[1, 2, 3]] * 6, 4096), logits, None)
     assert ids is not None and ids.shape[1] <= 50  # the chain did run narrowed (ties="all" may keep 50)
-    monkeypatch.setattr(processors, "NARROW_SHARE", 10**9)  # never narrow
+    monkeypatch.setattr(columns, "NARROW_SHARE", 10**9)  # never narrow
     full = run()
     assert torch.equal(narrowed[0], full[0]) and narrowed[0].sum(-1).max() <= 50
     assert torch.equal(narrowed[1], full[1])
