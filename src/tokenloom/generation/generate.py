@@ -142,6 +142,16 @@ class LanguageModel:
             completion.index = i
         return completions
 
+    def beam_search(self, prompt: str, beam_width: int = 4, max_tokens: int = 16, length_penalty: float = 1.0,
+                    early_stopping: bool | str = False) -> list:
+        """The `beam_width` best continuations of `prompt` by beam search, best first (`BeamCompletion`:
+        text, token_ids, score, logprob, finish_reason). Rules and scoring: generation/beam.py;
+        they are those of transformers' generate(num_beams=beam_width, do_sample=False)."""
+        from tokenloom.generation.beam import BeamParams
+
+        params = BeamParams(beam_width, max_tokens, length_penalty, early_stopping)
+        return self.scheduler.beam_search(self.encode_prompt(prompt), params)
+
     def stream(self, prompt: str, params: SamplingParams | None = None, **overrides) -> Iterator[str]:
         """Text pieces as they are generated; never half a UTF-8 character, never part of a stop string."""
         params = self._params(params, overrides)

@@ -67,6 +67,7 @@ class Scheduler(LoopRunner):
         self.running: list[_Job] = []  # running[i] decodes in pool slot i
         self.prefilling: _Job | None = None  # its slot is len(running)
         self.groups: SamplerGroups | None = None
+        self._beam_pool = None  # beam searches' KV pool, made on the first one
         self._ids = 0
 
     # -- submission (any thread) ------------------------------------------------
@@ -124,6 +125,24 @@ class Scheduler(LoopRunner):
                 pass
             out.append(torch.cat(job.pieces)[-job.keep:])
         return out
+
+    def beam_search(self, prompt_ids: list[int], params) -> list:
+        """The finished hypotheses of a beam search (beam.py), best first. It runs between two
+        steps of the loop, on the engine's passes, in a KV pool of its own (one slot per beam)."""
+        from tokenloom.generation.beam import BeamSearch
+
+        self._check_prompt(prompt_ids)
+        budget = min(params.max_tokens, self.config.max_seq_len - len(prompt_ids))
+        need = params.beam_width * (len(prompt_ids) + budget)
+        if need > self.limits.max_cache_tokens:
+            raise InvalidArgument(
+                f"the beam search needs {need} positions of KV cache ({params.beam_width} beams of "
+                f"{len(prompt_ids)} prompt + {budget} new tokens); the runtime holds at most "
+                f"{self.limits.max_cache_tokens} (max_cache_tokens): lower beam_width or max_tokens")
+        if self._beam_pool is None:
+            self._beam_pool = self.model.new_kv_pool()
+        search = BeamSearch(self.engine, self._beam_pool, prompt_ids, params, budget)
+        return self.call(search.run).result()
 
     def _handle(self, prompt_tokens: int) -> RequestHandle:
         with self._cond:
