@@ -22,6 +22,7 @@ from tokenloom.generation.history import TokenHistory
 from tokenloom.generation.params import SamplingParams
 from tokenloom.generation.sampler import Sampler
 from tokenloom.generation.scheduler import RuntimeLimits, Scheduler
+from tokenloom.generation.speculative import PromptLookup, speculative_config
 from tokenloom.model.registry import DEFAULT_MODEL, load_model
 
 
@@ -36,7 +37,8 @@ class TokenProb:
 
 
 def load(name_or_path: str | Path = DEFAULT_MODEL, precision: str = "auto", compile: bool = False,
-         limits: RuntimeLimits | None = None) -> "LanguageModel":
+         limits: RuntimeLimits | None = None, speculative: str | PromptLookup | None = None,
+         draft_tokens: int | None = None) -> "LanguageModel":
     """A model by registered name, GGUF path, Hugging Face folder or tokenloom checkpoint.
 
     precision: "auto" (the default) computes a GGUF file's quantized weights natively
@@ -46,9 +48,14 @@ def load(name_or_path: str | Path = DEFAULT_MODEL, precision: str = "auto", comp
     of tens of seconds on the first request; see `Engine.compile`).
     limits: what the runtime runs at once (`RuntimeLimits`: running sequences, queue,
     cache memory, prefix cache, prefill chunk).
+    speculative: "ngram" drafts tokens by prompt lookup and verifies them in one forward pass
+    (generation/speculative.py): the same tokens as plain decoding, fewer passes when the
+    output repeats its prompt; draft_tokens: ids drafted per step (default 5).
     """
+    drafter = speculative_config(speculative, draft_tokens)  # bad values fail before the model loads
     model, tokenizer, source = load_model(name_or_path, precision)
-    lm = LanguageModel(model, tokenizer, name=str(name_or_path), source=source, limits=limits)
+    lm = LanguageModel(model, tokenizer, name=str(name_or_path), source=source, limits=limits,
+                       speculative=drafter)
     if compile:
         lm.engine.compile()
     return lm
@@ -56,12 +63,13 @@ def load(name_or_path: str | Path = DEFAULT_MODEL, precision: str = "auto", comp
 
 class LanguageModel:
     def __init__(self, model, tokenizer, name: str = "", source: Path | None = None,
-                 limits: RuntimeLimits | None = None):
+                 limits: RuntimeLimits | None = None, speculative: PromptLookup | None = None):
         self.model, self.tokenizer = model, tokenizer
         self.name, self.source, self.precision = name, source, model.precision
         self.config = model.config
         self.engine = Engine(model, tokenizer)
-        self.scheduler = Scheduler(self.engine, limits)  # every call below runs through it
+        # Every call below runs through the scheduler.
+        self.scheduler = Scheduler(self.engine, limits, speculative=speculative)
 
     def __repr__(self) -> str:
         c = self.config
