@@ -90,3 +90,14 @@ def test_bad_beam_flags_say_what_is_allowed(tiny_llama_dir, args, message):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_generate_speculative_gives_the_plain_greedy_tokens(tiny_llama_dir):
+    args = ["generate", "The cat sat on the mat. The cat sat on the", "--model", str(tiny_llama_dir),
+            "--temperature", "0", "--max-tokens", "12", "--json"]
+    plain = tokenloom(*args)
+    fast = tokenloom(*args, "--speculative", "ngram", "--draft-tokens", "3")
+    assert plain.returncode == 0 and fast.returncode == 0, fast.stderr
+    assert json.loads(fast.stdout)["token_ids"] == json.loads(plain.stdout)["token_ids"]
+    bad = tokenloom(*args, "--speculative", "medusa")
+    assert bad.returncode == 2 and "speculative must be one of ngram (or None), got 'medusa'" in bad.stderr

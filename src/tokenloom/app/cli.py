@@ -41,10 +41,11 @@ PrecisionOption = Annotated[str, typer.Option(
     help="auto (native for GGUF files, else float32) | native | float32 | bfloat16")]
 
 
-def _load(model: str, precision: str, compile: bool = False):
+def _load(model: str, precision: str, compile: bool = False, speculative: str | None = None,
+          draft_tokens: int | None = None):
     import tokenloom as tl
 
-    return tl.load(model, precision=precision, compile=compile)
+    return tl.load(model, precision=precision, compile=compile, speculative=speculative, draft_tokens=draft_tokens)
 
 
 @app.command("next")
@@ -82,13 +83,19 @@ def generate_command(
         help="Beam score = Σ log P / length ** this.", rich_help_panel="Beam search")] = 1.0,
     early_stopping: Annotated[str, typer.Option(
         help="false | true | never (as transformers' generate).", rich_help_panel="Beam search")] = "false",
+    speculative: Annotated[Optional[str], typer.Option(
+        help="ngram: draft tokens by prompt lookup and verify them in one pass (same output, fewer passes).",
+        rich_help_panel="Speculative decoding")] = None,
+    draft_tokens: Annotated[Optional[int], typer.Option(
+        help="Tokens drafted per step under --speculative (default 5).",
+        rich_help_panel="Speculative decoding")] = None,
     **sampling,
 ) -> None:
     """Continue one or more prompts with the chosen decoding strategy (every SamplingParams field is a flag)."""
     if beams is not None:
         search = _beam_params(beams, length_penalty, early_stopping, sampling)
     params = sampling_params(sampling)
-    lm = _load(model, precision, compile)
+    lm = _load(model, precision, compile, speculative, draft_tokens)
     if chat:
         prompts = [lm.tokenizer.apply_chat_template([{"role": "user", "content": p}]) for p in prompts]
     if beams is not None:
