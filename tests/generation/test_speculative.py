@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -198,21 +197,13 @@ def test_greedy_output_equals_plain_greedy_on_smollm2_float32(smollm):
 
 
 @pytest.mark.slow
-def test_on_native_weights_speculation_parts_from_plain_greedy_only_at_near_ties(smollm_native):
-    """In native precision the verify pass (prefill path) and a decode step (fused C kernels, 8-bit
-    activations) give slightly different logits, so greedy outputs may part. What holds: up to where
-    they part the tokens are equal, and there the two tokens are within 0.5 logits of each other under
-    the model's own teacher-forced logits."""
+def test_on_native_weights_speculation_gives_plain_greedy_token_for_token(smollm_native):
+    """In native precision the verify pass is one fused decode step over the drafted positions of
+    the same slot, each row computed as decoding it alone: the same tokens, and drafts do get accepted."""
     lm = smollm_native
     fast = tl.LanguageModel(lm.model, lm.tokenizer, speculative=PromptLookup(5))
     params = tl.SamplingParams(temperature=0, max_tokens=48)
     for prompt in summary_prompts(lm, 3):
-        ids = lm.encode_prompt(prompt)
-        a, b = lm.generate(prompt, params).token_ids, fast.generate(prompt, params).token_ids
-        parted = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
-        if parted is None:
-            assert a == b
-            continue
-        logits = lm.logits(ids + a[:parted])[-1]  # (V,)
-        assert abs(float(logits[a[parted]] - logits[b[parted]])) < 0.5
-        assert not math.isnan(float(logits[0]))
+        assert fast.generate(prompt, params).token_ids == lm.generate(prompt, params).token_ids
+    stats = fast.scheduler.speculator.stats
+    assert stats.accepted > 0 and stats.steps < stats.emitted

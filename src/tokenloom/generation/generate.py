@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ from tokenloom.generation.scheduler import RuntimeLimits, Scheduler
 from tokenloom.generation.speculative import PromptLookup, speculative_config
 from tokenloom.model.registry import DEFAULT_MODEL, load_model
 
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,10 +55,6 @@ def load(name_or_path: str | Path = DEFAULT_MODEL, precision: str = "auto", comp
     """
     drafter = speculative_config(speculative, draft_tokens)  # bad values fail before the model loads
     model, tokenizer, source = load_model(name_or_path, precision)
-    if drafter is not None and model.precision == "native":
-        log.warning("speculative decoding on native weights verifies drafts on the prefill path, which is "
-                    "slower than the fused decode step it replaces (README, 'Speculative decoding'); "
-                    "precision='float32' is where it pays")
     lm = LanguageModel(model, tokenizer, name=str(name_or_path), source=source, limits=limits,
                        speculative=drafter)
     if compile:

@@ -1,7 +1,7 @@
 """Speculative decoding without a draft model: prompt lookup, verified in one forward pass.
 
     ids so far ──draft: the tokens that followed the latest earlier occurrence of the last n ids──▶ d_1..d_k
-    [pending, d_1..d_k] ──one prefill-like pass over the slot, from its length──▶ logits (k + 1, V)
+    [pending, d_1..d_k] ──one pass over the slot, from its length (Engine.verify)──▶ logits (k + 1, V)
     position j: choose a token from logits[j] with the request's own sampler chain
         equal to d_{j+1}: accepted, go on to position j + 1
         otherwise: that token is the step's last (a correction); the cache length is set back
@@ -26,10 +26,10 @@ for one token and a pass over k + 1 positions costs little more). With several r
 the batched decode step already shares the weights' reads between them, and a verify pass
 per sequence would cost more than it saves, so the step is a plain decode step. Sequences
 under the semantic guard (which rolls back sentences) decode plainly too.
-Precision: in float32 the verify pass and a decode step compute the same logits up to
-rounding (tests: token for token equal to greedy). In native precision a decode step runs
-the fused C kernels with 8-bit activations and the verify pass the prefill path, whose
-logits differ by more; README ("Speculative decoding") says what holds there.
+Precision: in float32 the verify pass (a prefill chunk) and a decode step compute the same
+logits up to rounding (tests: token for token equal to greedy). In native precision the
+verify pass is one fused decode step whose rows are the k + 1 positions of the same slot,
+each computed exactly as decoding it alone would: the same logits, bit for bit.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ class Speculator:
         True while the sequence runs on."""
         seq = job.seq
         ids = [seq.pending, *draft]
-        logits = engine.prefill(pool, seq.slot, ids, seq.length, keep=len(ids))  # (k + 1, V)
+        logits = engine.verify(pool, seq.slot, ids, seq.length)  # (k + 1, V)
         self.stats.steps += 1
         self.stats.drafted += len(draft)
         for j in range(len(ids)):
