@@ -66,3 +66,38 @@ def test_demo_runs_and_writes_its_plot(tmp_path):
     for heading in ("P(next token", "greedy", "top-p (p=0.9)", "T=1.5", "99.32%", "0.67%", "0.01%"):
         assert heading in result.stdout
     assert (tmp_path / "demo.png").stat().st_size > 10_000
+
+
+def test_generate_with_beams_prints_every_hypothesis_best_first(tiny_llama_dir):
+    result = tokenloom("generate", "The cat", "--model", str(tiny_llama_dir), "--beams", "3", "--max-tokens", "5",
+                       "--length-penalty", "0.5", "--early-stopping", "never", "--json")
+    assert result.returncode == 0, result.stderr
+    beams = json.loads(result.stdout)
+    assert len(beams) == 3 and {"text", "token_ids", "score", "logprob", "finish_reason"} <= set(beams[0])
+    assert [b["score"] for b in beams] == sorted((b["score"] for b in beams), reverse=True)
+    import tokenloom as tl
+
+    lm = tl.load(str(tiny_llama_dir))
+    assert beams == [b.to_dict() for b in lm.beam_search("The cat", 3, 5, 0.5, "never")]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--beams", "2", "--temperature", "0.5"], "--beams runs beam search, which takes --max-tokens"),
+    (["--beams", "2", "--early-stopping", "soon"], "--early-stopping must be false, true or never, got 'soon'"),
+])
+def test_bad_beam_flags_say_what_is_allowed(tiny_llama_dir, args, message):
+    result = tokenloom("generate", "Hi", "--model", str(tiny_llama_dir), *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_generate_speculative_gives_the_plain_greedy_tokens(tiny_llama_dir):
+    args = ["generate", "The cat sat on the mat. The cat sat on the", "--model", str(tiny_llama_dir),
+            "--temperature", "0", "--max-tokens", "12", "--json"]
+    plain = tokenloom(*args)
+    fast = tokenloom(*args, "--speculative", "ngram", "--draft-tokens", "3")
+    assert plain.returncode == 0 and fast.returncode == 0, fast.stderr
+    assert json.loads(fast.stdout)["token_ids"] == json.loads(plain.stdout)["token_ids"]
+    bad = tokenloom(*args, "--speculative", "medusa")
+    assert bad.returncode == 2 and "speculative must be one of ngram (or None), got 'medusa'" in bad.stderr

@@ -9,6 +9,7 @@ from transformers.generation import logits_process as hf
 from tokenloom.errors import InvalidArgument
 from tokenloom.generation.history import TokenHistory
 from tokenloom.generation.params import SamplingParams
+from tokenloom.generation.processors import TopK
 from tokenloom.generation.sampler import BUILDERS, ORDERS, Sampler, seeded_generator
 
 EVERYTHING_ON = dict(temperature=0.7, top_k=5, top_p=0.9, min_p=0.05, typical_p=0.95, repetition_penalty=1.3,
@@ -208,3 +209,37 @@ def test_explain_refuses_a_history_of_several_rows():
     sampler = Sampler(SamplingParams(), vocab_size=4)
     with pytest.raises(InvalidArgument, match="one row"):
         sampler.explain(TokenHistory([[], []], 4), torch.zeros(4))
+
+
+@pytest.mark.parametrize("order", ["hf", "vllm", "llama.cpp", "tokenloom"])
+@pytest.mark.parametrize("extra", [dict(top_p=0.9, min_p=0.05), dict(typical_p=0.8), dict(top_p=0.5)])
+@pytest.mark.parametrize("tied_edge", [False, True])
+def test_a_chain_narrowed_after_top_k_keeps_and_draws_what_full_rows_do(monkeypatch, order, extra, tied_edge):
+    """After top-k the value-only steps run on the surviving columns (top-k's own ranking when no
+    tie crosses its k-th place, else columns.narrow); the kept sets and every seeded draw equal
+    those of the same chain on full rows."""
+    from tokenloom.generation import columns
+
+    gen = torch.Generator().manual_seed(7)
+    logits = torch.randn(6, 4096, generator=gen) * 3
+    if tied_edge:
+        logits[1, 100:150] = logits[1].max() + 1  # 50 tokens tied at the top of a row: top-k 40 cuts them
+    quick = TopK(40).narrowed(logits if order == "llama.cpp" else logits / 0.8)
+    assert (quick is None) == tied_edge
+    params = SamplingParams(order=order, temperature=0.8, top_k=40, seed=0, **extra)
+    sampler = Sampler(params, vocab_size=4096)
+
+    def run():
+        history = TokenHistory([[1, 2, 3]] * 6, 4096)
+        generators = [torch.Generator().manual_seed(i) for i in range(6)]
+        kept = torch.isfinite(sampler.process(history, logits))
+        draws = [sampler(history, logits, generators) for _ in range(20)]
+        return kept, torch.stack(draws)
+
+    narrowed = run()
+    _, ids = sampler._chain(TokenHistory([[1, 2, 3]] * 6, 4096), logits, None)
+    assert ids is not None and ids.shape[1] <= 50  # the chain did run narrowed (ties="all" may keep 50)
+    monkeypatch.setattr(columns, "NARROW_SHARE", 10**9)  # never narrow
+    full = run()
+    assert torch.equal(narrowed[0], full[0]) and narrowed[0].sum(-1).max() <= 50
+    assert torch.equal(narrowed[1], full[1])

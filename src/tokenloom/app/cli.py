@@ -41,10 +41,11 @@ PrecisionOption = Annotated[str, typer.Option(
     help="auto (native for GGUF files, else float32) | native | float32 | bfloat16")]
 
 
-def _load(model: str, precision: str, compile: bool = False):
+def _load(model: str, precision: str, compile: bool = False, speculative: str | None = None,
+          draft_tokens: int | None = None):
     import tokenloom as tl
 
-    return tl.load(model, precision=precision, compile=compile)
+    return tl.load(model, precision=precision, compile=compile, speculative=speculative, draft_tokens=draft_tokens)
 
 
 @app.command("next")
@@ -75,13 +76,31 @@ def generate_command(
     compile: Annotated[bool, typer.Option(
         "--compile", help="Compile the decode step with torch.compile: faster steps after about a minute.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: text, token_ids, finish_reason, ...")] = False,
+    beams: Annotated[Optional[int], typer.Option(
+        help="Beam search with this many beams instead of sampling: prints every hypothesis, best first, "
+             "with its score.", rich_help_panel="Beam search")] = None,
+    length_penalty: Annotated[float, typer.Option(
+        help="Beam score = Σ log P / length ** this.", rich_help_panel="Beam search")] = 1.0,
+    early_stopping: Annotated[str, typer.Option(
+        help="false | true | never (as transformers' generate).", rich_help_panel="Beam search")] = "false",
+    speculative: Annotated[Optional[str], typer.Option(
+        help="ngram: draft tokens by prompt lookup and verify them in one pass (same output, fewer passes).",
+        rich_help_panel="Speculative decoding")] = None,
+    draft_tokens: Annotated[Optional[int], typer.Option(
+        help="Tokens drafted per step under --speculative (default 5).",
+        rich_help_panel="Speculative decoding")] = None,
     **sampling,
 ) -> None:
     """Continue one or more prompts with the chosen decoding strategy (every SamplingParams field is a flag)."""
+    if beams is not None:
+        search = _beam_params(beams, length_penalty, early_stopping, sampling)
     params = sampling_params(sampling)
-    lm = _load(model, precision, compile)
+    lm = _load(model, precision, compile, speculative, draft_tokens)
     if chat:
         prompts = [lm.tokenizer.apply_chat_template([{"role": "user", "content": p}]) for p in prompts]
+    if beams is not None:
+        _print_beams(lm, prompts, search, as_json, chat)
+        return
     if stream:
         if as_json or len(prompts) != 1 or params.n != 1:
             raise typer.BadParameter("--stream takes one prompt, n = 1 and no --json")
@@ -102,6 +121,36 @@ def generate_command(
 
 
 app.command("generate")(with_sampling_options(generate_command))
+
+_EARLY_STOPPING = {"false": False, "true": True, "never": "never"}
+
+
+def _beam_params(beams: int, length_penalty: float, early_stopping: str, sampling: dict):
+    """BeamParams from the flags; sampling flags (other than --max-tokens) have no meaning there."""
+    from tokenloom.errors import InvalidArgument
+    from tokenloom.generation.beam import BeamParams
+
+    given = sorted(f"--{k.replace('_', '-')}" for k, v in sampling.items() if v is not None and k != "max_tokens")
+    if given:
+        raise InvalidArgument(f"--beams runs beam search, which takes --max-tokens, --length-penalty and "
+                              f"--early-stopping; drop {', '.join(given)}")
+    if early_stopping.lower() not in _EARLY_STOPPING:
+        raise InvalidArgument(f"--early-stopping must be false, true or never, got {early_stopping!r}")
+    max_tokens = sampling.get("max_tokens") or sampling_params({}).max_tokens
+    return BeamParams(beams, max_tokens, length_penalty, _EARLY_STOPPING[early_stopping.lower()])
+
+
+def _print_beams(lm, prompts: list[str], search, as_json: bool, chat: bool) -> None:
+    results = [lm.beam_search(p, search.beam_width, search.max_tokens, search.length_penalty,
+                              search.early_stopping) for p in prompts]
+    if as_json:
+        payload = [[b.to_dict() for b in beams] for beams in results]
+        print(json.dumps(payload[0] if len(payload) == 1 else payload, ensure_ascii=False))
+        return
+    for prompt, beams in zip(prompts, results):
+        for b in beams:
+            print(f"[{b.score:.4f}] " + (b.text if chat else prompt + b.text))
+        print("---")
 
 
 def _completion_json(completion) -> dict:

@@ -200,6 +200,18 @@ class Engine:
         logits = self.model(tokens, cache=view, keep=keep)  # (1, keep, V)
         return logits[0].float()
 
+    def verify(self, pool, slot: int, ids: list[int], start: int) -> torch.Tensor:
+        """Logits (len(ids), V) for ids at positions [start, start + len(ids)) of `slot` (speculation).
+
+        On a model with the fused decode step (native GGUF weights, eager) the positions go in
+        as rows of one decode step in the same slot: each row writes its keys before any row
+        attends, and attends up to its own position, so the rows are a causal chunk whose
+        numbers are exactly those of decoding the positions one by one. Elsewhere, a prefill pass.
+        """
+        if getattr(self.model, "fused_decoder", None) is not None and not self.compiled:
+            return self.decode(pool, [slot] * len(ids), list(range(start, start + len(ids))), ids)
+        return self.prefill(pool, slot, ids, start, keep=len(ids))
+
     def decode(self, pool, slots: list[int], lengths: list[int], tokens: list[int]) -> torch.Tensor:
         """One new position for each row: tokens[i] at position lengths[i] of slots[i]; logits (B, V)."""
         view = pool.decode_view(slots, lengths, always_indexed=self.compiled)

@@ -22,7 +22,9 @@ from tokenloom.generation.history import TokenHistory
 from tokenloom.generation.params import SamplingParams
 from tokenloom.generation.sampler import Sampler
 from tokenloom.generation.scheduler import RuntimeLimits, Scheduler
+from tokenloom.generation.speculative import PromptLookup, speculative_config
 from tokenloom.model.registry import DEFAULT_MODEL, load_model
+
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,8 @@ class TokenProb:
 
 
 def load(name_or_path: str | Path = DEFAULT_MODEL, precision: str = "auto", compile: bool = False,
-         limits: RuntimeLimits | None = None) -> "LanguageModel":
+         limits: RuntimeLimits | None = None, speculative: str | PromptLookup | None = None,
+         draft_tokens: int | None = None) -> "LanguageModel":
     """A model by registered name, GGUF path, Hugging Face folder or tokenloom checkpoint.
 
     precision: "auto" (the default) computes a GGUF file's quantized weights natively
@@ -46,9 +49,14 @@ def load(name_or_path: str | Path = DEFAULT_MODEL, precision: str = "auto", comp
     of tens of seconds on the first request; see `Engine.compile`).
     limits: what the runtime runs at once (`RuntimeLimits`: running sequences, queue,
     cache memory, prefix cache, prefill chunk).
+    speculative: "ngram" drafts tokens by prompt lookup and verifies them in one forward pass
+    (generation/speculative.py): the same tokens as plain decoding, fewer passes when the
+    output repeats its prompt; draft_tokens: ids drafted per step (default 5).
     """
+    drafter = speculative_config(speculative, draft_tokens)  # bad values fail before the model loads
     model, tokenizer, source = load_model(name_or_path, precision)
-    lm = LanguageModel(model, tokenizer, name=str(name_or_path), source=source, limits=limits)
+    lm = LanguageModel(model, tokenizer, name=str(name_or_path), source=source, limits=limits,
+                       speculative=drafter)
     if compile:
         lm.engine.compile()
     return lm
@@ -56,12 +64,13 @@ def load(name_or_path: str | Path = DEFAULT_MODEL, precision: str = "auto", comp
 
 class LanguageModel:
     def __init__(self, model, tokenizer, name: str = "", source: Path | None = None,
-                 limits: RuntimeLimits | None = None):
+                 limits: RuntimeLimits | None = None, speculative: PromptLookup | None = None):
         self.model, self.tokenizer = model, tokenizer
         self.name, self.source, self.precision = name, source, model.precision
         self.config = model.config
         self.engine = Engine(model, tokenizer)
-        self.scheduler = Scheduler(self.engine, limits)  # every call below runs through it
+        # Every call below runs through the scheduler.
+        self.scheduler = Scheduler(self.engine, limits, speculative=speculative)
 
     def __repr__(self) -> str:
         c = self.config
@@ -141,6 +150,16 @@ class LanguageModel:
         for i, completion in enumerate(completions):
             completion.index = i
         return completions
+
+    def beam_search(self, prompt: str, beam_width: int = 4, max_tokens: int = 16, length_penalty: float = 1.0,
+                    early_stopping: bool | str = False) -> list:
+        """The `beam_width` best continuations of `prompt` by beam search, best first (`BeamCompletion`:
+        text, token_ids, score, logprob, finish_reason). Rules and scoring: generation/beam.py;
+        they are those of transformers' generate(num_beams=beam_width, do_sample=False)."""
+        from tokenloom.generation.beam import BeamParams
+
+        params = BeamParams(beam_width, max_tokens, length_penalty, early_stopping)
+        return self.scheduler.beam_search(self.encode_prompt(prompt), params)
 
     def stream(self, prompt: str, params: SamplingParams | None = None, **overrides) -> Iterator[str]:
         """Text pieces as they are generated; never half a UTF-8 character, never part of a stop string."""

@@ -224,6 +224,7 @@ class LlamaTypical(LogitsProcessor):
     ranking whose mass exceeds p (at least min_keep), in llama.cpp's float32 steps."""
 
     name = "typical_p"
+    value_only = True
 
     def __init__(self, p: float, min_keep: int = 0):
         self.p = check_float("typical_p", p, 0.0, 1.0, low_open=True)

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 
 from tokenloom.errors import InvalidArgument
+from tokenloom.generation.columns import narrow, widen  # noqa: F401 (the sampler's too)
 from tokenloom.generation.explain import StepExplanation, explain_change, top_tokens  # noqa: F401 (re-exported)
 from tokenloom.generation.history import TokenHistory
 from tokenloom.generation.params import check_float, check_int, check_token_ids
@@ -31,9 +32,17 @@ TYPICAL_STOPS = ("reaches", "exceeds")
 
 
 class LogitsProcessor:
-    """Base class: a named, explainable (history, logits) -> logits step."""
+    """Base class: a named, explainable (history, logits) -> logits step.
+
+    value_only: the step looks at scores alone, never at which token a column is (no
+    history, no token ids), and breaks ties by column order; it then gives the same
+    result on the columns that are still finite, kept in ascending id order, as on the
+    whole row (the sampler narrows the row to those after a step that `narrows`).
+    """
 
     name = "processor"
+    value_only = False
+    narrows = False
 
     def __call__(self, history: TokenHistory, logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -210,6 +219,7 @@ class Temperature(LogitsProcessor):
     """
 
     name = "temperature"
+    value_only = True
 
     def __init__(self, temperature: float):
         self.temperature = check_float("temperature", temperature, 0.0, None, low_open=True)
@@ -230,6 +240,7 @@ class TopK(LogitsProcessor):
     """
 
     name = "top_k"
+    narrows = True  # k ≪ V scores survive: what follows can run on those columns alone
 
     def __init__(self, k: int, ties: str = "lowest_id"):
         self.k = check_int("top_k", k, 1)
@@ -241,27 +252,28 @@ class TopK(LogitsProcessor):
         if self.ties == "all":
             return logits.masked_fill(logits < kth, NEG_INF)
         tied = logits == kth  # (B, V)
-        room = k - (logits > kth).sum(dim=-1, keepdim=True)  # (B, 1) places left for tied tokens
+        # count_nonzero: a bool tensor's sum would first copy it to int64
+        room = k - torch.count_nonzero(logits > kth, dim=-1)[:, None]  # (B, 1) places left for tied tokens
+        if bool((torch.count_nonzero(tied, dim=-1)[:, None] <= room).all()):  # no row has more ties than room
+            return logits.masked_fill(logits < kth, NEG_INF)
         keep = (logits > kth) | (tied & (tied.cumsum(dim=-1) <= room))  # (B, V)
         return logits.masked_fill(~keep, NEG_INF)
 
+    def narrowed(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The kept scores as (B, k) columns with their ids ascending, when no tie crosses the k-th
+        place in any row (the (k+1)-th best strictly below the k-th: exactly the top k survive under
+        either tie rule); None otherwise, and the full step decides."""
+        k = self.k
+        if k >= logits.shape[-1]:
+            return None
+        top = torch.topk(logits, k + 1, dim=-1)  # (B, k + 1) best first
+        if not bool((top.values[:, k] < top.values[:, k - 1]).all()):
+            return None
+        ids = top.indices[:, :k].sort(dim=-1).values  # (B, k): the k best, whatever their order in top
+        return logits.gather(-1, ids), ids
+
     def describe(self) -> str:
         return f"top_k={self.k} (ties: {self.ties})"
-
-
-def _candidates(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The part of each row a sort must see: (values, ids) or (logits, None) for the whole row.
-
-    When an earlier filter (top_k) left m ≪ V finite scores, the m best tokens of every
-    row are gathered with torch.topk, ids ascending, so that a stable sort of them still
-    breaks ties by lowest id; the full O(V log V) sort is skipped. Removed (-inf) tokens
-    have probability 0 and cannot change any cumulative mass.
-    """
-    alive = int((logits > NEG_INF).sum(dim=-1).max())
-    if alive > logits.shape[-1] // 8:
-        return logits, None
-    ids = torch.topk(logits, max(alive, 1), dim=-1).indices.sort(dim=-1).values  # (B, m) ascending ids
-    return logits.gather(-1, ids), ids  # (B, m), (B, m)
 
 
 def _drop_sorted(logits: torch.Tensor, drop: torch.Tensor, order: torch.Tensor,
@@ -314,6 +326,7 @@ class TopP(LogitsProcessor):
     """
 
     name = "top_p"
+    value_only = True
 
     def __init__(self, p: float, min_keep: int = 0):
         self.p = check_float("top_p", p, 0.0, 1.0, low_open=True)
@@ -326,7 +339,7 @@ class TopP(LogitsProcessor):
         probe = _nucleus_probe(probs, self.p) if self.min_keep < NUCLEUS_PROBE else None
         if probe is not None:
             return self._drop_tail(logits, *probe)
-        values, ids = _candidates(logits)  # (B, m)
+        values, ids = narrow(logits)  # (B, m)
         order = torch.sort(values, dim=-1, descending=True, stable=True).indices  # (B, m) best first
         chosen = probs if ids is None else probs.gather(-1, ids)  # (B, m)
         return self._drop_tail(logits, chosen.gather(-1, order).flip(-1), order.flip(-1), ids)
@@ -351,6 +364,7 @@ class MinP(LogitsProcessor):
     """
 
     name = "min_p"
+    value_only = True
 
     def __init__(self, p: float, min_keep: int = 0):
         self.p = check_float("min_p", p, 0.0, 1.0)
@@ -384,6 +398,7 @@ class Typical(LogitsProcessor):
     """
 
     name = "typical_p"
+    value_only = True
 
     def __init__(self, p: float, ties: str = "lowest_id", stop: str = "reaches", min_keep: int = 0):
         self.p = check_float("typical_p", p, 0.0, 1.0, low_open=True)
@@ -396,7 +411,7 @@ class Typical(LogitsProcessor):
     def __call__(self, history: TokenHistory, logits: torch.Tensor) -> torch.Tensor:
         if self.p == 1.0:
             return logits
-        values, ids = _candidates(logits)  # (B, m)
+        values, ids = narrow(logits)  # (B, m)
         log_p = torch.log_softmax(values, dim=-1)  # (B, m)
         entropy = -(log_p * log_p.exp()).nansum(dim=-1, keepdim=True)  # (B, 1)
         distance = (-log_p - entropy).abs()  # (B, m)

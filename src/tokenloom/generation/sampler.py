@@ -73,7 +73,7 @@ from tokenloom.generation.llamacpp_samplers import (
 )
 from tokenloom.generation.params import SamplingParams, check_int, check_token_ids
 from tokenloom.generation.processors import (
-    NEG_INF, FrequencyPenalty, LogitBias, LogitsProcessor, MinP, MinTokens, NoRepeatNGram,
+    NEG_INF, FrequencyPenalty, LogitBias, LogitsProcessor, MinP, MinTokens, NoRepeatNGram, narrow, widen,
     PresencePenalty, RepetitionPenalty, StepExplanation, Temperature, TopK, TopP, Typical,
     explain_change,
 )
@@ -200,12 +200,33 @@ class Sampler:
 
         generators: one per row (None: torch's global one), for the steps that draw (XTC).
         """
+        scores, ids = self._chain(history, logits, generators)
+        return scores if ids is None else widen(scores, ids, self.vocab_size)
+
+    def _chain(self, history: TokenHistory, logits: torch.Tensor,
+               generators: Sequence[torch.Generator | None] | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The chain's scores, narrowed where it can be: (B, m) scores and their ids (B, m), or (B, V), None.
+
+        After top-k 40 a row of 49,152 has 40 finite scores, and every later step of the
+        usual chains (top-p, min-p, typical, temperature) looks at scores alone: those run
+        on the m surviving columns, ids ascending so that ties still go to the lowest id,
+        instead of full rows (at 16 sequences, 25 ms of full-width passes a step against
+        a few). A step that needs token ids or the history gets full rows back first.
+        """
         if generators is not None:
             history.generators = list(generators)
-        scores = logits.float()  # (B, V)
-        for processor in self.processors:
-            scores = processor(history, scores)  # (B, V)
-        return scores
+        scores, ids = logits.float(), None  # (B, V)
+        steps = self.processors
+        for i, processor in enumerate(steps):
+            if ids is not None and not processor.value_only:
+                scores, ids = widen(scores, ids, self.vocab_size), None
+            later = steps[i + 1:]
+            if ids is None and processor.narrows and later and all(p.value_only for p in later):
+                quick = processor.narrowed(scores)  # top-k's survivors straight from its own ranking
+                scores, ids = quick if quick is not None else narrow(processor(history, scores))
+                continue
+            scores = processor(history, scores)
+        return scores, ids
 
     def select(self, scores: torch.Tensor, generators: Sequence[torch.Generator | None] | None = None
                ) -> torch.Tensor:
@@ -233,13 +254,16 @@ class Sampler:
     def __call__(self, history: TokenHistory, logits: torch.Tensor,
                  generators: Sequence[torch.Generator | None] | None = None) -> torch.Tensor:
         """process then select: (B, V) logits -> (B,) next ids; stateful steps (mirostat) then
-        accept the chosen ids, as llama.cpp's samplers do."""
-        scores = self.process(history, logits, generators)  # (B, V)
-        tokens = self.select(scores, generators)  # (B,)
-        for processor in self.processors:
-            accept = getattr(processor, "accept", None)
-            if accept is not None:
-                accept(history, scores, tokens)
+        accept the chosen ids, as llama.cpp's samplers do. A narrowed chain selects among its
+        columns: the same token, since removed tokens add exact zeros to the draw's sums."""
+        scores, ids = self._chain(history, logits, generators)  # (B, m) or (B, V)
+        picks = self.select(scores, generators)  # (B,)
+        tokens = picks if ids is None else ids.gather(-1, picks[:, None]).squeeze(-1)
+        accepting = [p for p in self.processors if getattr(p, "accept", None) is not None]
+        if accepting:
+            full = scores if ids is None else widen(scores, ids, self.vocab_size)
+            for processor in accepting:
+                processor.accept(history, full, tokens)
         return tokens
 
     def explain(self, history: TokenHistory, logits_row: torch.Tensor, top: int = 10) -> list[StepExplanation]:

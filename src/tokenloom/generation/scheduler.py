@@ -39,6 +39,7 @@ from tokenloom.generation.limits import QueueFull, RuntimeLimits
 from tokenloom.generation.prefix_cache import PrefixCache
 from tokenloom.generation.runner import LoopRunner
 from tokenloom.generation.semantic import ban_first_tokens
+from tokenloom.generation.speculative import PromptLookup, Speculator
 
 __all__ = ["QueueFull", "RequestHandle", "RuntimeLimits", "Scheduler"]
 
@@ -55,10 +56,13 @@ class _Job:
 class Scheduler(LoopRunner):
     """Continuous batching over one model; see the module doc for the step."""
 
-    def __init__(self, engine: Engine, limits: RuntimeLimits | None = None, background: bool = False):
+    def __init__(self, engine: Engine, limits: RuntimeLimits | None = None, background: bool = False,
+                 speculative: PromptLookup | None = None):
         """background: run the loop on a worker thread of its own (a server); otherwise the
-        callers run it (runner.py says why), and tests may call `step()` directly."""
+        callers run it (runner.py says why), and tests may call `step()` directly.
+        speculative: draft by prompt lookup and verify in one pass (speculative.py)."""
         super().__init__(background)
+        self.speculator = Speculator(speculative) if speculative is not None else None
         self.engine, self.limits = engine, limits or RuntimeLimits()
         self.model, self.config = engine.model, engine.config
         self.pool = self.model.new_kv_pool()
@@ -67,6 +71,7 @@ class Scheduler(LoopRunner):
         self.running: list[_Job] = []  # running[i] decodes in pool slot i
         self.prefilling: _Job | None = None  # its slot is len(running)
         self.groups: SamplerGroups | None = None
+        self._beam_pool = None  # beam searches' KV pool, made on the first one
         self._ids = 0
 
     # -- submission (any thread) ------------------------------------------------
@@ -125,6 +130,24 @@ class Scheduler(LoopRunner):
             out.append(torch.cat(job.pieces)[-job.keep:])
         return out
 
+    def beam_search(self, prompt_ids: list[int], params) -> list:
+        """The finished hypotheses of a beam search (beam.py), best first. It runs between two
+        steps of the loop, on the engine's passes, in a KV pool of its own (one slot per beam)."""
+        from tokenloom.generation.beam import BeamSearch
+
+        self._check_prompt(prompt_ids)
+        budget = min(params.max_tokens, self.config.max_seq_len - len(prompt_ids))
+        need = params.beam_width * (len(prompt_ids) + budget)
+        if need > self.limits.max_cache_tokens:
+            raise InvalidArgument(
+                f"the beam search needs {need} positions of KV cache ({params.beam_width} beams of "
+                f"{len(prompt_ids)} prompt + {budget} new tokens); the runtime holds at most "
+                f"{self.limits.max_cache_tokens} (max_cache_tokens): lower beam_width or max_tokens")
+        if self._beam_pool is None:
+            self._beam_pool = self.model.new_kv_pool()
+        search = BeamSearch(self.engine, self._beam_pool, prompt_ids, params, budget)
+        return self.call(search.run).result()
+
     def _handle(self, prompt_tokens: int) -> RequestHandle:
         with self._cond:
             self._ids += 1
@@ -153,8 +176,9 @@ class Scheduler(LoopRunner):
     def stats(self) -> dict:
         with self._cond:
             waiting = len(self.waiting) + (self.prefilling is not None)
+            speculation = self.speculator.stats.to_dict() if self.speculator is not None else {}
             return {"running": len(self.running), "waiting": waiting, **self.prefix.stats(),
-                    "cache_bytes": self.pool.nbytes}
+                    "cache_bytes": self.pool.nbytes, **speculation}
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.running or self.prefilling or self._calls)
@@ -278,6 +302,10 @@ class Scheduler(LoopRunner):
 
     # -- decode -------------------------------------------------------------------------
     def _decode(self) -> None:
+        draft = self.speculator.draft_for(self.running) if self.speculator is not None else []
+        if draft:
+            self._verify(draft)
+            return
         seqs = [job.seq for job in self.running]
         logits = self.engine.decode(self.pool, [s.slot for s in seqs], [s.length for s in seqs],
                                     [s.pending for s in seqs])  # (B, V)
@@ -288,6 +316,14 @@ class Scheduler(LoopRunner):
                                         self.engine.tokenizer)
         alive = self._advance(list(self.running), self.groups, logits)
         for job in [j for j in self.running if j not in alive]:
+            self._retire(job)
+
+    def _verify(self, draft: list[int]) -> None:
+        """A speculative step for the one running sequence: up to len(draft) + 1 tokens."""
+        job = self.running[0]
+        groups = SamplerGroups([job.seq], self.config.vocab_size, self.engine.eos_ids, self.engine.tokenizer)
+        self.groups = None  # the decode steps' groups lag behind the tokens chosen here
+        if not self.speculator.verify(self.engine, self.pool, job, draft, groups, self._advance):
             self._retire(job)
 
     def _advance(self, jobs: list[_Job], groups: SamplerGroups, logits: torch.Tensor) -> list[_Job]:
