@@ -8,6 +8,8 @@ never restates a default or a range. Shapes the command line cannot spell direct
     stop, stop_token_ids,
     dry_sequence_breakers  repeatable options
     samplers               one string, steps separated by ';' or ',' (as llama.cpp's --samplers)
+    json_schema, grammar   --json-schema FILE, --grammar FILE: the file's text
+    choice                 --choice a,b,c: one string split at ','
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import dataclasses
 import inspect
 import json
 import typing
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -27,13 +30,14 @@ from tokenloom.generation.params import SamplingParams
 CLI_DEFAULTS = {"max_tokens": 64}  # a command-line continuation is read by a person: longer than 16
 SHORT_FLAGS = {"n": "-n"}
 _LIST_OF = {"stop": str, "dry_sequence_breakers": str, "stop_token_ids": int, "logit_bias": str}
+_FROM_FILE = ("json_schema", "grammar")  # the flag names a file holding the value
 
 
 def _cli_type(name: str, annotation: Any) -> Any:
     text = str(annotation)
     if name in _LIST_OF:
         return Optional[list[_LIST_OF[name]]]
-    if name == "samplers":
+    if name in ("samplers", "choice"):
         return Optional[str]
     for kind in (bool, float, int, str):
         if kind.__name__ in text:
@@ -46,7 +50,8 @@ def _help(field: dataclasses.Field, declared) -> str:
     shown = json.dumps(list(default) if isinstance(default, tuple) else default)
     allowed = f" {declared.allowed()}." if declared.allowed() else ""
     extra = " Repeatable, ID=BIAS." if field.name == "logit_bias" else " Repeatable." \
-        if field.name in _LIST_OF else ""
+        if field.name in _LIST_OF else " Takes a FILE." if field.name in _FROM_FILE else \
+        " Comma-separated: a,b,c." if field.name == "choice" else ""
     return f"{declared.help}.{allowed}{extra} Default: {shown}."
 
 
@@ -86,7 +91,21 @@ def sampling_params(options: dict[str, Any]) -> SamplingParams:
     given = {**CLI_DEFAULTS, **{name: value for name, value in options.items() if value is not None}}
     if "logit_bias" in given:
         given["logit_bias"] = _logit_bias(given["logit_bias"])
+    for name in _FROM_FILE:
+        if name in given:
+            given[name] = _read(name, given[name])
+    if "choice" in given:
+        given["choice"] = [part.strip() for part in given["choice"].split(",") if part.strip()]
     return SamplingParams(**given)
+
+
+def _read(name: str, path: str) -> str:
+    flag = f"--{name.replace('_', '-')}"
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise typer.BadParameter(f"{flag} takes the path of a UTF-8 text file; cannot read {path!r}: "
+                                 f"{error.strerror if isinstance(error, OSError) else error}") from None
 
 
 def with_sampling_options(command):

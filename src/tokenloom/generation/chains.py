@@ -142,10 +142,10 @@ def chain_steps(samplers: tuple[str, ...] | None, preset: Preset, mirostat: int,
     """
     if mirostat:
         hard = tuple(s for s in preset.chain if s in HARD_STEPS)
-        return hard if greedy else hard + ("temperature", "mirostat")
+        return ("structured",) + (hard if greedy else hard + ("temperature", "mirostat"))
     steps = preset.chain if samplers is None else _expand(samplers, preset)
     missing = tuple(s for s in preset.chain if s in HARD_STEPS and s not in steps)
-    steps = missing + steps
+    steps = ("structured",) + missing + steps  # the constraint's mask (structured.py) always first
     if greedy and "temperature" in steps:
         steps = steps[:steps.index("temperature")]
     return steps

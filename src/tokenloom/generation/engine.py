@@ -22,6 +22,8 @@ from tokenloom.generation.params import SamplingParams, chain_fields
 from tokenloom.generation.sampler import Sampler
 from tokenloom.generation.semantic import SemanticGuard
 from tokenloom.generation.stopping import IncrementalDetokenizer, StopStrings
+from tokenloom.generation.constraints import KINDS as CONSTRAINT_FIELDS, constraint_of
+from tokenloom.generation.structured import constraint_done, row_state
 
 
 @dataclass
@@ -113,7 +115,7 @@ class Sequence:
         self.pending: int | None = None  # the last chosen token, not yet in the cache
         # State of stateful steps (mirostat's μ), carried by the sequence from batch to batch.
         # A semantic-guard rollback rewinds the tokens, not this state.
-        self.sampler_state: dict = {}
+        self.sampler_state: dict = row_state(self.params)  # a structured-output constraint starts it
         self.guard = SemanticGuard.for_params(self.params, self.mark())  # None unless asked for
 
     def accept(self, token: int) -> tuple[str, tuple[str, str | int | None] | None]:
@@ -127,6 +129,8 @@ class Sequence:
         self.text += piece
         if self.stops.matched is not None:
             return piece, ("stop", self.stops.matched)
+        if constraint_done(self.sampler_state):  # structured output complete, nothing more allowed
+            return piece + self._release_end(), ("eos", None)
         if len(self.ids) >= self.budget:
             return piece + self._release_end(), ("length", None)
         return piece, None
@@ -236,12 +240,14 @@ class Engine:
 # The SamplingParams fields that build the processor chain (sampler.BUILDERS) or the end ids
 # it protects, from their declarations; the others (seed, max_tokens, n, stop strings,
 # logprobs) act per sequence.
-CHAIN_FIELDS = chain_fields()
+# A structured-output constraint travels in each sequence's own state (structured.row_state),
+# so the key holds only whether there is one: rows with different schemas share one pass.
+CHAIN_FIELDS = tuple(name for name in chain_fields() if name not in CONSTRAINT_FIELDS)
 
 
 def chain_key(params: SamplingParams) -> tuple:
     """Equal for params whose processor chains are equal: such rows share one batched pass."""
-    values = []
+    values = [constraint_of(params) is not None]
     for name in CHAIN_FIELDS:
         value = getattr(params, name)
         values.append(tuple(sorted(value.items())) if isinstance(value, dict) else value)

@@ -99,6 +99,7 @@ class Declaration:
     high_open: bool
     note: str
     cli: bool  # offered as a `tokenloom generate` flag
+    api: str | None = None  # the server's request field: None = the field's own name, "" = none
 
     def validate(self, name: str, value: Any, annotation: Any) -> Any:
         """The checked, normalised value: the declared check, else the numeric range for the type."""
@@ -122,11 +123,15 @@ class Declaration:
 
 def option(default: Any, help: str, *, kind: str = "shape", check: Callable[[str, Any], Any] | None = None,
            low: float | None = None, high: float | None = None, low_open: bool = False,
-           high_open: bool = False, note: str = "", cli: bool = True) -> Any:
-    """A dataclass field with its declaration; see the module docstring."""
+           high_open: bool = False, note: str = "", cli: bool = True, api: str | None = None) -> Any:
+    """A dataclass field with its declaration; see the module docstring.
+
+    api: the name the server's request field takes when a peer's API spells it so
+    (vLLM's guided_json for json_schema); "" leaves the field out of requests.
+    """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    declaration = Declaration(help, kind, check, low, high, low_open, high_open, note, cli)
+    declaration = Declaration(help, kind, check, low, high, low_open, high_open, note, cli, api)
     return dataclasses.field(default=default, metadata={"option": declaration})
 
 

@@ -25,6 +25,11 @@ Conventions (decided here, relied on by the sampler):
 - stop accepts one string or a list of strings and is stored as a tuple.
 - logit_bias maps token id -> bias in [-100, 100] (OpenAI's range); keys may be
   strings of digits, as they arrive in JSON, and are stored as ints.
+- json_schema, json_object, regex, choice, grammar: structured output (structured.py),
+  at most one of them; each is compiled when the params are built, so a constraint
+  the library cannot compile is refused here, with the part it rejects named. The
+  server takes them as vLLM's guided_json, guided_regex, guided_choice, guided_grammar
+  and OpenAI's response_format.
 """
 
 import dataclasses
@@ -36,6 +41,7 @@ from tokenloom.generation.chains import PRESET_NAMES, check_chain, check_sampler
 from tokenloom.generation.options import (  # noqa: F401 (check_* re-exported for older imports)
     check_flag, check_float, check_int, check_strings, check_token_ids, declared_fields, option,
 )
+from tokenloom.generation.constraints import check_choice, check_constraints, check_json_schema, check_pattern
 
 ORDERS = PRESET_NAMES
 MIN_TEMPERATURE = 1e-5
@@ -146,6 +152,16 @@ class SamplingParams:
                                      note=" (-1 = the whole context, 0 = off)")
     dry_sequence_breakers: tuple[str, ...] = option(
         ("\n", ":", "\"", "*"), "DRY: strings that end a repeat", kind="chain", check=check_strings)
+    json_schema: str | None = option(
+        None, "structured output: an instance of this JSON schema (a dict or its JSON text; stored as JSON text)",
+        check=check_json_schema, api="guided_json")
+    json_object: bool = option(False, "structured output: any JSON object", check=check_flag, api="")
+    regex: str | None = option(None, "structured output: text the regular expression matches in full",
+                               check=check_pattern, api="guided_regex")
+    choice: tuple[str, ...] | None = option(None, "structured output: exactly one of these strings",
+                                            check=check_choice, api="guided_choice")
+    grammar: str | None = option(None, "structured output: text of this GBNF (llama.cpp) or Lark grammar",
+                                 check=check_pattern, api="guided_grammar")
     samplers: tuple[str, ...] | None = option(
         None, "the chain's steps in order (e.g. penalties;dry;top_k;top_p;temperature); unset = order's chain",
         kind="chain", check=_optional(check_samplers))
@@ -176,6 +192,7 @@ class SamplingParams:
         object.__setattr__(self, "min_tokens", check_int("min_tokens", self.min_tokens, 0, self.max_tokens,
                                                          note=" (at most max_tokens)"))
         check_chain(self)
+        check_constraints(self)
 
     def __hash__(self) -> int:
         bias = tuple(sorted(self.logit_bias.items())) if self.logit_bias else None

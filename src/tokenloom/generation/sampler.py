@@ -14,6 +14,9 @@ Default order, "tokenloom" (tie rule: lowest id wins):
 
 `SamplingParams(samplers=[...])` replaces the order with one of the user's choosing
 (chains.py: names, rules, errors); mirostat = 1|2 replaces it by temperature → mirostat.
+A structured-output constraint (json_schema, regex, ...; structured.py) masks the
+forbidden tokens before every chain, whichever it is: the steps after it see only
+tokens the constraint allows, so none can leave a row with nothing to draw.
 
 Why this order:
 1. The user's edits and hard bans come first: they decide which tokens may appear
@@ -61,6 +64,7 @@ import torch
 
 from tokenloom.errors import InvalidArgument
 from tokenloom.generation.chains import PRESETS, Preset, chain_steps
+from tokenloom.generation.constraints import constraint_of
 from tokenloom.generation.cutoffs import EpsilonCutoff, EtaCutoff
 from tokenloom.generation.dry import dry_from_params
 from tokenloom.generation.history import TokenHistory
@@ -73,6 +77,7 @@ from tokenloom.generation.processors import (
     PresencePenalty, RepetitionPenalty, StepExplanation, Temperature, TopK, TopP, Typical,
     explain_change,
 )
+from tokenloom.generation.structured import StructuredOutput
 
 ORDERS: dict[str, Preset] = PRESETS  # the presets, by the name SamplingParams.order takes
 Order = Preset
@@ -119,6 +124,8 @@ Builder = Callable[[SamplingParams, _Build], LogitsProcessor | None]
 
 # One line per step: the processor for these params, or None when the step is a no-op.
 BUILDERS: dict[str, Builder] = {
+    "structured": lambda p, b: StructuredOutput(constraint_of(p), b.tokenizer, b.end_ids)
+    if constraint_of(p) is not None else None,
     "logit_bias": lambda p, b: LogitBias(p.logit_bias, b.vocab_size) if p.logit_bias else None,
     "min_tokens": lambda p, b: MinTokens(p.min_tokens, b.end_ids, b.vocab_size)
     if p.min_tokens and b.end_ids else None,

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from tokenloom.app.serve.logprobs import chat_logprobs, entries
 from tokenloom.app.serve.prompts import (
     chat_logprobs as requested_logprobs, chat_max_tokens, chat_prompt, check_capacity, check_chat_extras,
-    check_context, sampling_params,
+    check_context, response_format, sampling_params,
 )
 from tokenloom.app.serve.schemas import (
     AssistantMessage, ChatChoice, ChatChunk, ChatChunkChoice, ChatRequest, ChatResponse, Delta,
@@ -38,7 +38,7 @@ async def create_chat_completion(state, body: ChatRequest, request: Request):
     renames = {"max_tokens": max_name, "logprobs": "top_logprobs"}
     params = sampling_params(body, lm.tokenizer.vocab_size, renames,
                              max_tokens=max_tokens if max_tokens is not None else context - len(prompt.ids),
-                             logprobs=requested_logprobs(body))
+                             logprobs=requested_logprobs(body), **response_format(body))
     check_capacity(params.n, state.capacity)
     job = Job(f"chatcmpl-{uuid.uuid4().hex}", state.name, [prompt], params.n, arrived=arrived)
     submit(lm.scheduler, job, params, state.metrics)

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from tokenloom.app.serve.errors import bad_request, from_invalid_argument
 from tokenloom.app.serve.schemas import SAMPLING_FIELDS, ChatMessage, ChatRequest, CompletionRequest
 from tokenloom.errors import InvalidArgument
+from tokenloom.generation.constraints import KINDS as CONSTRAINT_FIELDS
 from tokenloom.generation.params import SamplingParams
 
 
@@ -103,8 +104,12 @@ def check_context(prompts: list[Prompt], max_tokens: int | None, context: int, p
 def sampling_params(body: BaseModel, vocab_size: int, renames: dict[str, str] | None = None,
                     **endpoint_fields) -> SamplingParams:
     """SamplingParams from the body's sampling fields (null: the default) and the endpoint's own."""
-    given = {name: getattr(body, name) for name in SAMPLING_FIELDS if getattr(body, name) is not None}
+    given = {field: getattr(body, request) for request, field in SAMPLING_FIELDS.items()
+             if getattr(body, request) is not None}
     given.update({name: value for name, value in endpoint_fields.items() if value is not None})
+    renames = {**{field: request for request, field in SAMPLING_FIELDS.items() if field != request},
+               **(renames or {})}
+    renames.update({name: "response_format" for name in endpoint_fields if name in CONSTRAINT_FIELDS})
     try:
         params = SamplingParams(**given)
     except InvalidArgument as error:
@@ -165,7 +170,6 @@ def chat_logprobs(body: ChatRequest) -> int | None:
 _NEUTRAL = {  # chat fields accepted only at the value that asks for nothing
     "tools": lambda v: v is None or v == [],
     "tool_choice": lambda v: v in (None, "none"),
-    "response_format": lambda v: v is None or v.type == "text",
     "store": lambda v: not v,
     "modalities": lambda v: v is None or v == ["text"],
 }
@@ -177,5 +181,26 @@ def check_chat_extras(body: ChatRequest) -> None:
         value = getattr(body, name)
         if not neutral(value):
             shown = value.model_dump() if isinstance(value, BaseModel) else value
-            raise bad_request(f"{name}={shown!r} is not supported: tokenloom serves plain text "
-                              f"(tools, structured output and stored completions are not implemented)", name)
+            raise bad_request(f"{name}={shown!r} is not supported: tokenloom serves text and structured output "
+                              f"(tools and stored completions are not implemented)", name)
+
+
+def response_format(body: ChatRequest) -> dict:
+    """OpenAI's response_format as SamplingParams fields: {} for text, json_object, or json_schema.
+
+    Given together with one of vLLM's guided_* fields it is a 400: one request, one constraint.
+    """
+    fmt = body.response_format
+    if fmt is None or fmt.type == "text":
+        return {}
+    guided = [request for request, field in SAMPLING_FIELDS.items() if field in CONSTRAINT_FIELDS
+              and getattr(body, request) is not None]
+    if guided:
+        raise bad_request(f"response_format {fmt.type!r} and {guided[0]} both constrain the reply; give one",
+                          "response_format")
+    if fmt.type == "json_object":
+        return {"json_object": True}
+    if fmt.json_schema is None or fmt.json_schema.schema_ is None:
+        raise bad_request("response_format of type 'json_schema' needs json_schema: {'name': ..., 'schema': "
+                          "{...}}, with the schema under 'schema'", "response_format")
+    return {"json_schema": fmt.json_schema.schema_}

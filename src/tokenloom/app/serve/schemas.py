@@ -27,7 +27,7 @@ STRICT = ConfigDict(extra="forbid", strict=True)
 ENDPOINT_FIELDS = ("max_tokens", "logprobs")
 # Where a field's JSON shape is not its Python declaration.
 _JSON_SHAPES: dict[str, Any] = {"stop": Union[str, list[str]], "order": Literal[ORDERS],
-                                "samplers": Union[str, list[str]]}
+                                "samplers": Union[str, list[str]], "json_schema": Union[dict[str, Any], str]}
 
 
 def _json_type(annotation: Any) -> Any:
@@ -43,11 +43,13 @@ def _json_type(annotation: Any) -> Any:
     return annotation
 
 
-def _sampling_fields() -> dict[str, Any]:
+def _sampling_fields() -> tuple[dict[str, Any], dict[str, str]]:
+    """The pydantic fields, and request name -> SamplingParams field (vLLM's guided_json is json_schema)."""
     hints = typing.get_type_hints(SamplingParams)
-    fields = {}
+    fields, names = {}, {}
     for f, declared in declared_fields(SamplingParams):
-        if f.name in ENDPOINT_FIELDS:
+        request = f.name if declared.api is None else declared.api
+        if f.name in ENDPOINT_FIELDS or not request:
             continue
         json_type = _JSON_SHAPES.get(f.name, _json_type(hints[f.name]))
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
@@ -55,12 +57,12 @@ def _sampling_fields() -> dict[str, Any]:
         allowed = f" in {declared.allowed()}" if declared.allowed() else ""
         described = Field(default=None, description=f"{declared.help}{allowed}; null means {default} "
                                                     f"(tokenloom.SamplingParams.{f.name})")
-        fields[f.name] = (Union[json_type, None], described)
-    return fields
+        fields[request], names[request] = (Union[json_type, None], described), f.name
+    return fields, names
 
 
-SamplingFields = create_model("SamplingFields", __config__=STRICT, **_sampling_fields())
-SAMPLING_FIELDS = tuple(name for name in SamplingFields.model_fields)
+_FIELDS, SAMPLING_FIELDS = _sampling_fields()  # SAMPLING_FIELDS: request field -> SamplingParams field
+SamplingFields = create_model("SamplingFields", __config__=STRICT, **_FIELDS)
 
 
 class StreamOptions(BaseModel):
@@ -104,10 +106,20 @@ class ChatMessage(BaseModel):
     name: str | None = None
 
 
+class JSONSchemaFormat(BaseModel):
+    """OpenAI's response_format.json_schema: a named schema; `strict` is accepted (output always follows it)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+    name: str = Field(description="The schema's name (a-z, A-Z, 0-9, _ and -).")
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema", description="The JSON schema the reply follows.")
+    strict: bool | None = None
+
+
 class ResponseFormat(BaseModel):
     model_config = STRICT
     type: Literal["text", "json_object", "json_schema"]
-    json_schema: dict[str, Any] | None = None
+    json_schema: JSONSchemaFormat | None = None
 
 
 class ChatRequest(_Generation):
@@ -120,7 +132,9 @@ class ChatRequest(_Generation):
     tools: list[dict[str, Any]] | None = Field(None, description="Not supported: null or [].")
     tool_choice: Union[str, dict[str, Any], None] = Field(None, description="Only 'none'.")
     parallel_tool_calls: bool | None = Field(None, description="Accepted; there are no tools.")
-    response_format: ResponseFormat | None = Field(None, description="Only {'type': 'text'}.")
+    response_format: ResponseFormat | None = Field(
+        None, description="{'type': 'text'}, {'type': 'json_object'} or {'type': 'json_schema', 'json_schema': "
+                          "{'name': ..., 'schema': {...}}}: the reply is then JSON that follows it.")
     store: bool | None = Field(None, description="Nothing is stored: only false.")
     metadata: dict[str, str] | None = Field(None, description="Accepted and not used.")
     service_tier: str | None = Field(None, description="Accepted and not used.")
