@@ -26,19 +26,17 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import logging
 import os
 import platform
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
 import torch
 
-from tokenloom.model.native import c_compiler, cache_dir
+from tokenloom.model.native import build_key, build_library, c_compiler, cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -146,22 +144,10 @@ def _build(variant: str) -> ctypes.CDLL | None:
                    "several times slower, and K-quant tensors are dequantized at load")
         return None
     flags = BASE + VARIANTS[variant][1]
-    digest = hashlib.sha256(" ".join(flags).encode())
-    for name in (*SOURCES, *HEADERS):
-        digest.update(name.encode() + (CSRC / name).read_bytes())
-    target = cache_dir() / f"blocks-{variant}-{digest.hexdigest()[:16]}.so"
+    target = cache_dir() / f"blocks-{variant}-{build_key(flags, [CSRC / n for n in (*SOURCES, *HEADERS)])}.so"
     try:
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
-            os.close(fd)
-            try:
-                subprocess.run([compiler, *flags, "-o", partial, *(str(CSRC / n) for n in SOURCES), "-lm"],
-                               check=True, capture_output=True, text=True, timeout=120)
-                os.replace(partial, target)  # a reader never sees half a library
-            finally:
-                if os.path.exists(partial):
-                    os.unlink(partial)
+            build_library(compiler, flags, [CSRC / n for n in SOURCES], target)
         lib = ctypes.CDLL(str(target))
     except (OSError, subprocess.SubprocessError) as error:
         detail = (getattr(error, "stderr", None) or str(error)).strip().splitlines()[-1:]

@@ -87,13 +87,10 @@ def _build() -> ctypes.CDLL | None:
     if compiler is None:
         log.warning("no C compiler found: PyTorch's operations are used instead of tokenloom's long-input CPU kernels")
         return None
-    digest = hashlib.sha256(" ".join(FLAGS).encode())
-    for path in sorted(CSRC.glob("*.[ch]")):
-        digest.update(path.name.encode() + path.read_bytes())
     try:
-        target = cache_dir() / f"kernels-{digest.hexdigest()[:16]}.so"
+        target = cache_dir() / f"kernels-{build_key(FLAGS, sorted(CSRC.glob('*.[ch]')))}.so"
         if not target.exists():
-            _compile(compiler, target)
+            build_library(compiler, FLAGS, [CSRC / name for name in SOURCES], target)
         lib = ctypes.CDLL(str(target))
     except (OSError, RuntimeError, subprocess.SubprocessError) as error:  # no cache, a failed build or load
         detail = getattr(error, "stderr", None) or error
@@ -114,13 +111,22 @@ def _build() -> ctypes.CDLL | None:
     return lib
 
 
-def _compile(compiler: str, target: Path) -> None:
-    """Build beside the target, then rename: a reader never sees half a library."""
+def build_key(flags: list[str], files: list[Path]) -> str:
+    """A short hash of the flags and of each file's name and bytes: a new key whenever either changes."""
+    digest = hashlib.sha256(" ".join(flags).encode())
+    for path in files:
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def build_library(compiler: str, flags: list[str], sources: list[Path], target: Path) -> None:
+    """Compile `sources` into the shared library `target`, beside it first and then renamed:
+    a reader never sees half a library."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        subprocess.run([compiler, *FLAGS, "-o", partial, *(str(CSRC / name) for name in SOURCES), "-lm"],
+        subprocess.run([compiler, *flags, "-o", partial, *map(str, sources), "-lm"],
                        check=True, capture_output=True, text=True, timeout=120)
         os.replace(partial, target)
     finally:
