@@ -38,6 +38,12 @@ def test_a_foreign_sqlite_file_is_refused(tmp_path):
         RatingStore(tmp_path / "other.db")
 
 
+def test_a_file_that_is_not_sqlite_is_refused_in_one_line(tmp_path):
+    (tmp_path / "notes.db").write_text("these are my notes, not a database\n" * 200)
+    with pytest.raises(InvalidArgument, match="not a ratings database"):
+        RatingStore(tmp_path / "notes.db")
+
+
 def test_tokens_are_stored_only_as_hashes(store, tmp_path):
     created = make_study(store, "likert")
     store.close()

@@ -94,7 +94,11 @@ def connect(path: str) -> sqlite3.Connection:
     connection = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     connection.row_factory = sqlite3.Row
     connection.execute("PRAGMA busy_timeout = 30000")
-    mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    try:
+        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    except sqlite3.DatabaseError as error:  # not a database at all (a text file, a truncated copy)
+        connection.close()
+        raise InvalidArgument(f"{path}: not a ratings database ({error}); give `--db` a new file or a ratings db")
     if mode.lower() != "wal" and path != ":memory:":
         raise InvalidArgument(f"{path}: SQLite would not switch to WAL mode (got {mode!r}); "
                               "use a file on a local disk")
