@@ -7,7 +7,6 @@ for the same prompt and SamplingParams, whole or streamed.
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 
 import httpx
 import openai
@@ -15,28 +14,10 @@ import pytest
 import torch
 
 import tokenloom as tl
-from tokenloom.app.serve import BackgroundServer, ServeConfig, create_app
 
 pytestmark = pytest.mark.slow
 
-MODEL = "smollm2-135m-instruct"
-LIMITS = {"max_running": 4, "max_queue": 4}
-
-
-@pytest.fixture(scope="module")
-def served():
-    from tokenloom.generation.scheduler import RuntimeLimits
-
-    lm = tl.load(MODEL, limits=RuntimeLimits(**LIMITS))
-    app = create_app(ServeConfig(model=MODEL, **LIMITS), loader=lambda: lm)
-    with BackgroundServer(app) as server:
-        server.wait_until_healthy()
-        http = httpx.Client(base_url=server.url, trust_env=False, timeout=120)
-        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0,
-                               http_client=httpx.Client(trust_env=False, timeout=120))
-        yield SimpleNamespace(lm=lm, client=client, http=http, url=server.url)
-        http.close()
-        client.close()
+MODEL = "smollm2-135m-instruct"  # the conftest's `served` fixture runs it
 
 
 def library(lm, prompt: str, **fields):
@@ -216,7 +197,7 @@ def test_a_client_that_gives_up_on_a_whole_response_frees_its_sequence_too(serve
 def test_a_full_queue_is_429_and_cancelled_streams_leave_the_runtime_idle(served):
     streams, refused = [], None
     try:
-        for _ in range(LIMITS["max_running"] + LIMITS["max_queue"] + 1):
+        for _ in range(served.limits["max_running"] + served.limits["max_queue"] + 1):
             response = open_stream(served.http, LONG_STREAM)
             if response.status_code == 429:
                 refused = response

@@ -6,36 +6,24 @@ from __future__ import annotations
 import json
 import re
 
-import httpx
 import openai
 import pytest
 
-import tokenloom as tl
-from tokenloom.app.serve import BackgroundServer, ServeConfig, create_app
 
 pytestmark = pytest.mark.slow
 jsonschema = pytest.importorskip("jsonschema")
 pytest.importorskip("llguidance")
 
 MODEL = "smollm2-135m-instruct"
-LIMITS = {"max_running": 4, "max_queue": 4}
 SCHEMA = {"type": "object", "properties": {"answer": {"enum": ["yes", "no"]},
                                            "confidence": {"type": "integer", "minimum": 0, "maximum": 100}},
           "required": ["answer", "confidence"]}
 ASK = [{"role": "user", "content": "Is the sky blue? Answer in JSON."}]
 
 
-@pytest.fixture(scope="module")
-def client():
-    from tokenloom.generation.scheduler import RuntimeLimits
-
-    lm = tl.load(MODEL, limits=RuntimeLimits(**LIMITS))
-    app = create_app(ServeConfig(model=MODEL, **LIMITS), loader=lambda: lm)
-    with BackgroundServer(app) as server:
-        server.wait_until_healthy()
-        with openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0,
-                           http_client=httpx.Client(trust_env=False, timeout=120)) as client:
-            yield client
+@pytest.fixture
+def client(served):
+    return served.client  # the server the conftest starts once for these files
 
 
 def test_response_format_json_schema_gives_json_that_validates(client):

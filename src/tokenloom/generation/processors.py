@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 
 from tokenloom.errors import InvalidArgument
-from tokenloom.generation.columns import narrow, widen  # noqa: F401 (the sampler's too)
+from tokenloom.generation.columns import narrow
 from tokenloom.generation.explain import StepExplanation, explain_change, top_tokens  # noqa: F401 (re-exported)
 from tokenloom.generation.history import TokenHistory
 from tokenloom.generation.params import check_float, check_int, check_token_ids

@@ -64,6 +64,7 @@ import torch
 
 from tokenloom.errors import InvalidArgument
 from tokenloom.generation.chains import PRESETS, Preset, chain_steps
+from tokenloom.generation.columns import narrow, widen
 from tokenloom.generation.constraints import constraint_of
 from tokenloom.generation.cutoffs import EpsilonCutoff, EtaCutoff
 from tokenloom.generation.dry import dry_from_params
@@ -73,7 +74,7 @@ from tokenloom.generation.llamacpp_samplers import (
 )
 from tokenloom.generation.params import SamplingParams, check_int, check_token_ids
 from tokenloom.generation.processors import (
-    NEG_INF, FrequencyPenalty, LogitBias, LogitsProcessor, MinP, MinTokens, NoRepeatNGram, narrow, widen,
+    NEG_INF, FrequencyPenalty, LogitBias, LogitsProcessor, MinP, MinTokens, NoRepeatNGram,
     PresencePenalty, RepetitionPenalty, StepExplanation, Temperature, TopK, TopP, Typical,
     explain_change,
 )

@@ -26,6 +26,8 @@ it happens a handful of times in a server's life, never per token.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 INITIAL_CAPACITY = 256  # positions per slot at first; doubled when a sequence needs more
@@ -149,12 +151,19 @@ class DecodeView:
         self.slot_index = torch.tensor(slots, dtype=torch.long)
         self.lengths = torch.tensor(lengths, dtype=torch.long)  # (B,)
         same = min(lengths) == max(lengths)
-        full = same and lengths[0] + 1 == self.end
-        self.mask = None if full else (torch.arange(self.end)[None, :] <= self.lengths[:, None])[:, None, None, :]
+        self._full = same and lengths[0] + 1 == self.end
         self.same_length = lengths[0] if same and not always_indexed else None
 
     def positions(self) -> torch.Tensor:
         return self.lengths[:, None]  # (B, 1)
+
+    @functools.cached_property
+    def mask(self) -> torch.Tensor | None:
+        """(B, 1, 1, S), True where a row may read a position; made on first use (the fused decode
+        step reads lengths, not masks)."""
+        if self._full:
+            return None
+        return (torch.arange(self.end)[None, :] <= self.lengths[:, None])[:, None, None, :]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         """Store k, v (B, Hkv, 1, D); return keys and values (B, Hkv, S, D) and the mask."""
