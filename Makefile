@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test wheel clean
 
 install: $(STAMP)
 
@@ -28,5 +28,9 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# The wheel, into dist/ (tests/test_packaging.py checks its contents and runs it installed).
+wheel: install
+	$(PIP) wheel . --no-deps --no-build-isolation -w dist
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) build dist src/*.egg-info
