@@ -13,6 +13,7 @@ pytestmark = pytest.mark.slow  # inductor compiles C++ kernels: tens of seconds
 def test_compiled_decode_matches_eager_and_compiles_once(tiny_llama_dir):
     from torch._dynamo.utils import counters
 
+    config_before = torch._dynamo.config.get_config_copy()
     eager = tl.load(tiny_llama_dir)
     compiled = tl.load(tiny_llama_dir, compile=True)
     assert compiled.engine.compiled and not eager.engine.compiled
@@ -25,6 +26,9 @@ def test_compiled_decode_matches_eager_and_compiles_once(tiny_llama_dir):
     second = compiled.generate("A dog ran in the park and", other)
     assert second.token_ids == eager.generate("A dog ran in the park and", other).token_ids
     assert counters["stats"]["unique_graphs"] == graphs
+    # tokenloom's dynamo settings hold only inside its compiled calls: the process's are untouched
+    changed = {k: v for k, v in torch._dynamo.config.get_config_copy().items() if config_before.get(k) != v}
+    assert changed == {}
     torch._dynamo.reset()
 
 

@@ -206,7 +206,7 @@ def test_a_position_past_the_pool_is_refused(smollm_native):
 
 
 def test_native_precision_falls_back_to_pytorch_int4_when_the_kernels_are_off(monkeypatch):
-    if not quant._INT4:
+    if not quant.int4_kernel():
         pytest.skip("this torch lacks the int4 CPU kernels")
     monkeypatch.setenv(blocks.ENV, "off")
     lm = tl.load("smollm2-135m-instruct")

@@ -33,6 +33,7 @@ def report() -> dict[str, str]:
     import torch
 
     import tokenloom
+    from tokenloom import private_apis
     from tokenloom.model import blocks, kernels, native, quant
 
     features = blocks.cpu_features()
@@ -50,12 +51,18 @@ def report() -> dict[str, str]:
         "GGUF block kernels": f"{block_state}; this CPU can run: {', '.join(blocks.supported_variants())}",
         "fused decode step": "in use for native GGUF models" if chosen and blocks.available() else
                              "not available: decode steps run layer by layer",
-        "native precision fallback": "PyTorch int4 kernel " + ("present" if quant._INT4 else "absent"),
+        "native precision fallback": "PyTorch int4 kernel " + ("present" if quant.int4_kernel() else "absent"),
         "long-input products": f"weights dequantized to {str(quant.dense_dtype()).removeprefix('torch.')}",
         "long-input kernels (attention, norms)": "AVX-512 C kernels" if native.available() else
                                                  "PyTorch's operations (the C kernels need AVX-512)",
         "bfloat16 weight packing (oneDNN)": "yes" if kernels.bfloat16_packing() else "no: F.linear",
+        "private APIs (private_apis.py)": _private_apis(private_apis.report()),
     }
+
+
+def _private_apis(found: dict[str, bool]) -> str:
+    missing = [name for name, ok in found.items() if not ok]
+    return f"all {len(found)} found" if not missing else f"missing, public fallbacks in use: {', '.join(missing)}"
 
 
 def run() -> None:

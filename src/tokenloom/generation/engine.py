@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import torch
 
+from tokenloom import private_apis as private
 from tokenloom.generation.history import TokenHistory
 from tokenloom.generation.params import SamplingParams, chain_fields
 from tokenloom.generation.sampler import Sampler
@@ -166,6 +167,18 @@ class Sequence:
         )
 
 
+class CompiledStep:
+    """A compiled model called under tokenloom's dynamo settings: tracing, a recompilation and
+    every call see them, and no other code in the process does."""
+
+    def __init__(self, compiled):
+        self.compiled = compiled
+
+    def __call__(self, *args, **kwargs):
+        with private.dynamo_settings():
+            return self.compiled(*args, **kwargs)
+
+
 class Engine:
     """The model's forward passes over a KV pool: prompt chunks and decode steps."""
 
@@ -181,13 +194,12 @@ class Engine:
         The first decode step compiles the whole model (inductor caches the result on
         disk, so a later process takes seconds); prefill stays eager. The KV pool's
         sizes and every row's length are traced as dynamic, so one graph serves
-        every batch.
+        every batch. The dynamo settings that asks for (private_apis.DYNAMO_SETTINGS) hold only
+        while tokenloom's compiled step runs: the process's own torch configuration is untouched.
         """
-        torch._dynamo.config.force_nn_module_property_static_shapes = False
         # The weights never change under inference, so the compiled step need not check the
         # model's hundreds of tensors before each call.
-        options = {"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
-        self.step = torch.compile(self.model, dynamic=True, options=options)
+        self.step = CompiledStep(torch.compile(self.model, dynamic=True, options=private.compile_options()))
 
     @property
     def compiled(self) -> bool:

@@ -25,14 +25,7 @@ from collections.abc import Callable, Sequence
 from itertools import chain
 
 from tokenloom.metrics.porter import porter_stem
-
-try:
-    from collections import _count_elements  # CPython's C counting loop behind Counter
-except ImportError:  # pragma: no cover - other Python implementations
-
-    def _count_elements(mapping, iterable):
-        for element in iterable:
-            mapping[element] = mapping.get(element, 0) + 1
+from tokenloom.private_apis import counting_loop
 
 # ----------------------------------------------------------------- BLEU: 13a
 # Rule 1 separates ASCII punctuation and symbols: { | } ~ [ \ ] ^ _ ` space ! " # $ % &
@@ -259,9 +252,9 @@ def ngram_keys(tokens: Sequence[str], max_order: int) -> list:
 
 
 def counts(grams) -> dict:
-    """{n-gram: count}, counted by the C loop behind Counter (without its checks)."""
+    """{n-gram: count}, counted by the C loop behind Counter (without its checks) where there is one."""
     counts: dict = {}
-    _count_elements(counts, grams)
+    counting_loop()(counts, grams)
     return counts
 
 

@@ -23,9 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tokenloom import private_apis as private
+
 PACK_ROWS = 8  # the row count oneDNN picks its layout for: fast from 1 to 8 rows
-_MKLDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 log = logging.getLogger(__name__)
+
+
+def packing_usable() -> bool:
+    """Whether weights can be prepacked: oneDNN's private linear operators and Tensor._version
+    (private_apis.py probes both and says once when either is missing)."""
+    return private.usable("mkldnn_linear") and private.usable("tensor_version")
 
 
 @functools.cache
@@ -36,9 +43,10 @@ def bfloat16_packing() -> bool:
     (an AMD EPYC Zen 3, say) the reorder raises. There bfloat16 products stay on
     `F.linear`, which is correct everywhere, and this is said once.
     """
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    supported = bool(check()) if check is not None else False
-    if _MKLDNN and not supported:
+    if not (packing_usable() and private.usable("mkldnn_bf16_check")):
+        return False  # private_apis.py has said why
+    supported = private.mkldnn_bf16_supported()
+    if not supported:
         log.warning("bfloat16 weights are not prepacked: oneDNN's bfloat16 path needs AVX-512 (BW, VL, DQ) "
                     "or AVX-NE-CONVERT, which this CPU (%s) lacks; bfloat16 products use F.linear",
                     torch.backends.cpu.get_cpu_capability())
@@ -49,12 +57,12 @@ class Packed:
     """A weight packed for one kernel, and the weight version it was packed from."""
 
     def __init__(self, weight: torch.Tensor):
-        self.version = weight._version
-        self.data = torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS)
+        self.version = private.tensor_version(weight)
+        self.data = private.mkldnn_pack(weight, PACK_ROWS)
 
     @staticmethod
     def supported(weight: torch.Tensor) -> bool:
-        if not (_MKLDNN and weight.device.type == "cpu" and weight.dim() == 2):
+        if not (weight.device.type == "cpu" and weight.dim() == 2 and packing_usable()):
             return False
         return weight.dtype == torch.float32 or (weight.dtype == torch.bfloat16 and bfloat16_packing())
 
@@ -66,15 +74,16 @@ def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     """
     if x.dtype != weight.dtype:
         x = x.to(weight.dtype)
-    if packed is None or torch.is_grad_enabled() or packed.version != weight._version or torch.compiler.is_compiling():
+    if (packed is None or torch.is_grad_enabled() or packed.version != private.tensor_version(weight)
+            or torch.compiler.is_compiling()):
         return F.linear(x, weight, bias)
     if x.numel() == x.shape[-1]:  # one row: oneDNN's one-row kernel sums in another order than
         # its kernel for two or more, so a lone sequence would round differently from the same
         # sequence in a batch. Two rows cost the same weight traffic; the second is dropped.
         pair = torch.cat([x.reshape(1, -1), x.reshape(1, -1)])  # (2, K)
-        y = torch.ops.mkldnn._linear_pointwise(pair, packed.data, bias, "none", [], "")
+        y = private.mkldnn_linear(pair, packed.data, bias)
         return y[:1].view(*x.shape[:-1], -1)
-    return torch.ops.mkldnn._linear_pointwise(x, packed.data, bias, "none", [], "")
+    return private.mkldnn_linear(x, packed.data, bias)
 
 
 class Linear(nn.Linear):

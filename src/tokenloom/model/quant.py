@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tokenloom import private_apis as private
 from tokenloom.model import blocks
 
 GROUP = 32  # weights per block / quantization group along the input dimension
@@ -52,12 +53,16 @@ DENSE_ROWS = 64  # from this many rows on, a product dequantizes its weight firs
 NATIVE_KINDS = ("Q4_0", "Q4_1", "Q8_0")  # formats both paths compute on
 K_KINDS = ("Q4_K", "Q5_K", "Q6_K")  # formats only tokenloom's block kernels compute on
 
-_INT4 = hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu")
+
+
+def int4_kernel() -> bool:
+    """Whether PyTorch's int4 CPU kernel is there (private_apis.py probes it and says once when not)."""
+    return private.usable("int4")
 
 
 def available() -> bool:
-    """Whether native precision can run: tokenloom's block kernels or PyTorch's int4 kernel."""
-    return blocks.available() or _INT4
+    """Whether native precision has a fast path here: tokenloom's block kernels or PyTorch's int4 kernel."""
+    return blocks.available() or int4_kernel()
 
 
 def native_kinds() -> tuple[str, ...]:
@@ -199,7 +204,9 @@ class Int4Linear(nn.Module):
     def __init__(self, codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor):
         super().__init__()
         self.out_features, self.in_features = codes.shape
-        self.register_buffer("packed", torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.int(), INNER_K_TILES))
+        # Without the int4 kernel every product dequantizes (the same weights, much slower).
+        packed = private.int4_pack(codes.int(), INNER_K_TILES) if int4_kernel() else None
+        self.register_buffer("packed", packed)
         pairs = torch.stack([scale.t(), zero.t()], dim=-1)  # (K/32, N, 2)
         self.register_buffer("scales_zeros", pairs.to(torch.bfloat16).contiguous())
         self.register_buffer("codes", codes.to(torch.uint8))  # for dense products over many rows
@@ -220,10 +227,10 @@ class Int4Linear(nn.Module):
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)  # (M, K)
         # Dense by positions per sequence, not rows: a decode batch (B, 1, K) always takes the
         # 4-bit kernel, so a sequence's numbers never depend on how many others decode beside it.
-        if x.dim() >= 2 and x.shape[-2] >= DENSE_ROWS:
+        if self.packed is None or (x.dim() >= 2 and x.shape[-2] >= DENSE_ROWS):
             y = F.linear(rows, self.dequantize())
         else:
-            y = torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.packed, GROUP, self.scales_zeros)
+            y = private.int4_linear(rows, self.packed, GROUP, self.scales_zeros)
         return y.view(*x.shape[:-1], self.out_features)
 
 

@@ -88,13 +88,9 @@ def compiler_available(device: torch.device) -> bool:
     """Whether inductor can build kernels here: on a CPU it needs a C++ compiler."""
     if device.type != "cpu":
         return True
-    try:
-        from torch._inductor.cpp_builder import get_cpp_compiler
+    from tokenloom.private_apis import cpp_compiler_found
 
-        get_cpp_compiler()
-    except Exception:
-        return False
-    return True
+    return cpp_compiler_found()
 
 
 def compile_for_training(model: Transformer, device: torch.device) -> torch.nn.Module:
