@@ -117,6 +117,15 @@ def test_an_unknown_or_unsupported_variant_warns_and_falls_back(monkeypatch, cap
     assert blocks.chosen_variant() is None and not blocks.available()
 
 
+def test_a_header_missing_from_an_install_warns_and_falls_back(monkeypatch, caplog, tmp_path):
+    monkeypatch.setattr(blocks, "HEADERS", ("absent.h",))
+    monkeypatch.setattr(blocks, "_libs", {})
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="tokenloom.model.blocks"):
+        assert blocks.library("portable") is None
+    assert "portable GGUF kernels could not be built" in caplog.text and "absent.h" in caplog.text
+
+
 def test_the_custom_operator_traces_under_torch_compile():
     data = random_blocks("Q4_1", 32, 64)
 

@@ -144,8 +144,8 @@ def _build(variant: str) -> ctypes.CDLL | None:
                    "several times slower, and K-quant tensors are dequantized at load")
         return None
     flags = BASE + VARIANTS[variant][1]
-    target = cache_dir() / f"blocks-{variant}-{build_key(flags, [CSRC / n for n in (*SOURCES, *HEADERS)])}.so"
-    try:
+    try:  # a source or header missing from an install is an OSError too: said, not raised
+        target = cache_dir() / f"blocks-{variant}-{build_key(flags, [CSRC / n for n in (*SOURCES, *HEADERS)])}.so"
         if not target.exists():
             build_library(compiler, flags, [CSRC / n for n in SOURCES], target)
         lib = ctypes.CDLL(str(target))
