@@ -194,7 +194,7 @@ class Engine:
         The first decode step compiles the whole model (inductor caches the result on
         disk, so a later process takes seconds); prefill stays eager. The KV pool's
         sizes and every row's length are traced as dynamic, so one graph serves
-        every batch. The dynamo settings that asks for (private_apis.DYNAMO_SETTINGS) hold only
+        every batch. The dynamo settings this needs (private_apis.DYNAMO_SETTINGS) hold only
         while tokenloom's compiled step runs: the process's own torch configuration is untouched.
         """
         # The weights never change under inference, so the compiled step need not check the
