@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/decode_vs_llamacpp.py [--threads 2] [--tokens 128] [--compile]
 
 llama.cpp comes from `llama-cpp-python`, an optional extra (`pip install
-llama-cpp-python` builds llama.cpp from source, about 4.5 minutes here); without it
+llama-cpp-python` builds llama.cpp from source, minutes on a small machine); without it
 only our side and `transformers` are measured. Both engines run the same file, the
 same token ids and the same number of threads, one after the other, in rounds, so
 the machine's noise falls on both (the best round of each is reported):

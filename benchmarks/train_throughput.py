@@ -42,7 +42,7 @@ from tokenloom.training.config import TrainConfig
 from tokenloom.training.data import WindowSampler
 from tokenloom.training.trainer import Trainer, build_model, lr_at, prepare_run
 
-NANOGPT_MS = {"shakespeare-char-cpu": 33.0}  # issue 6: nanoGPT's train.py on this machine, 2 threads
+NANOGPT_MS = {"shakespeare-char-cpu": 33.0}  # issue 6: nanoGPT's train.py, 2 threads, the CPU of docs/performance.md
 
 
 # -- the reference ----------------------------------------------------------------
@@ -183,9 +183,8 @@ def keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory in the process instead of handing it back to the OS.
 
     Two models taking turns in one process free and reallocate their activations in a
-    pattern that makes glibc trim its heap and map fresh pages on nearly every step:
-    measured here, that slowed the reference from about 37 to 47 ms a step and ours from
-    32 to 38. Either one run alone (as nanoGPT and `tokenloom train` are) does not pay it.
+    pattern that makes glibc trim its heap and map fresh pages on nearly every step,
+    which slows both sides (docs/performance.md, "Training against nanoGPT"). Either one run alone (as nanoGPT and `tokenloom train` are) does not pay it.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -74,7 +74,7 @@ def generate_command(
     chat: Annotated[bool, typer.Option(help="Send the prompt as a user message through the chat template.")] = False,
     stream: Annotated[bool, typer.Option(help="Print text as it is generated.")] = False,
     compile: Annotated[bool, typer.Option(
-        "--compile", help="Compile the decode step with torch.compile: faster steps after about a minute.")] = False,
+        "--compile", help="Compile the decode step with torch.compile: faster steps after a one-time compilation.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: text, token_ids, finish_reason, ...")] = False,
     beams: Annotated[Optional[int], typer.Option(
         help="Beam search with this many beams instead of sampling: prints every hypothesis, best first, "

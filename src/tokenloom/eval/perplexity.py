@@ -143,7 +143,7 @@ def check_windows(lm, context: int | None, stride: int | None, batch_size: int |
 
     The default batch holds about BATCH_TOKENS input tokens: 4 windows of 512, 1 of 2,048.
     Larger batches gain nothing on a CPU once a pass has ~2,000 rows, and lose their
-    activations' hold on the cache: 4 windows of 2,048 per pass are 14% slower here.
+    activations' hold on the cache (measured in docs/performance.md, "Scoring").
     """
     limit = lm.config.max_seq_len
     context = min(limit, DEFAULT_CONTEXT) if context is None else int(context)

@@ -4,8 +4,8 @@ Without a worker (the default for the library), whoever waits for a result runs
 steps for everyone until its own item arrives, one caller at a time under the step
 lock (`drive`). Why: on a CPU, PyTorch's OpenMP threads belong to the thread that
 starts a parallel region; once the thread that loaded the model has its own idle
-team, a second thread's products run at about half speed on 2 cores (13–15 ms a
-decode step in the loading thread, 25–28 ms in another, README "The runtime").
+team, a second thread's products run markedly slower than the loading thread's
+(measured in docs/performance.md, "Threads and the decode loop").
 
 With a worker (`start_background`, what an asyncio server needs: an event loop
 cannot run steps), one daemon thread runs the loop, and `call(fn)` runs other

@@ -20,10 +20,10 @@ finish_reason "eos", without spending a step on the end token.
 
 Library: llguidance (guidance-ai; the structured-output backend of llama.cpp, vLLM and
 SGLang), chosen against xgrammar and outlines-core by benchmarks/structured_libraries.py
-(figures in README, with the CPU). All three compute a mask in far less than a decode
-step; what decided is coverage and weight. llguidance alone takes all five kinds
-natively (JSON schema, regex, choice, Lark, GBNF) and compiles a schema lazily, in about
-a millisecond; xgrammar has no Lark and its wheel requires torch and triton; outlines-core
+(figures in docs/performance.md, "Structured output", with the CPU). All three compute a
+mask in far less than a decode step; what decided is coverage and weight. llguidance alone
+takes all five kinds natively (JSON schema, regex, choice, Lark, GBNF) and compiles a
+schema lazily; xgrammar has no Lark and its wheel requires torch and triton; outlines-core
 knows JSON schema and regex only and builds a whole automaton per schema first, which
 grows with the schema. llguidance is one wheel with no dependencies, the optional extra
 `tokenloom[structured]`.
@@ -96,7 +96,7 @@ _TOKENIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def ll_tokenizer(tokenizer):
-    """llguidance's tokenizer for ours, built once per tokenizer (about 0.1 s for 49,152 tokens)."""
+    """llguidance's tokenizer for ours, built once per tokenizer (it walks the whole vocabulary)."""
     cached = _TOKENIZERS.get(tokenizer)
     if cached is None:
         if not tokenizer.eos_ids:

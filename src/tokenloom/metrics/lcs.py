@@ -59,7 +59,7 @@ def lcs_indices(ref: Sequence, can: Sequence, masks: dict | None = None) -> list
 
     Among several LCSs this picks the one rouge-score's backtrack picks: walking
     back from the bottom-right cell, take a match whenever the two tokens are
-    equal, else move left if L[i][j-1] > L[i-1][j], else move up. ROUGE-Lsum's
+    equal, else move left if `L[i][j-1] > L[i-1][j]`, else move up. ROUGE-Lsum's
     union of LCSs, hence its score, depends on this choice. `masks` may carry
     `match_masks(can)` when the caller pairs one `can` with many `ref`s.
     """

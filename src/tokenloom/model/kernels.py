@@ -1,12 +1,12 @@
 """Matrix products for decoding on a CPU, with weights prepacked for the kernel.
 
 Decoding one token multiplies a single row by every weight matrix, so its speed is
-the rate at which weights stream from memory. PyTorch's plain `F.linear` reaches
-about 11 GB/s here in float32 and 15 GB/s in bfloat16 for such a row (and less for
-a batch of 8 rows); the same product through a weight packed once into oneDNN's
-blocked layout (the layout PyTorch's own compiler uses on CPUs) reaches about
-21 GB/s in both, for 1 to 8 rows, and is no slower for a long prompt. Measured on
-this project's 2-core machine with torch 2.13; see README for the end-to-end effect.
+the rate at which weights stream from memory. PyTorch's plain `F.linear` streams
+them well below that rate for such a row (and slower still for a batch of 8 rows);
+the same product through a weight packed once into oneDNN's blocked layout (the
+layout PyTorch's own compiler uses on CPUs) streams them markedly faster, in float32
+and bfloat16, for 1 to 8 rows, and is no slower for a long prompt. The figures, with
+the CPU and the end-to-end effect, are in docs/performance.md ("Against transformers").
 
 A packed copy is made only for inference, used only while gradients are off, and
 dropped as soon as the weight changes (its version counter moves), so training and

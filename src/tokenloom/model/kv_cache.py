@@ -12,8 +12,8 @@ each sequence's keys with one batched product per layer, and a batch of slots
 [0, B) is a plain view of the pool: nothing is copied per step. Paged blocks would
 have to be gathered into that layout first (an index_select of every live key and
 value, every layer, every step) or read by a kernel of their own.
-`benchmarks/kv_layout.py` measures the two layouts on this model's shapes (README,
-"Serving"): the gather costs more than the attention itself from a few hundred
+`benchmarks/kv_layout.py` measures the two layouts on this model's shapes
+(docs/performance.md, "KV layout"): the gather costs more than the attention itself from a few hundred
 positions on, while the memory slots waste (each slot sized for the longest live
 sequence) stays bounded by `max_tokens`, which the runtime checks at admission.
 What blocks buy, sharing a prefix without a copy, slots get by copying the prefix's

@@ -1,9 +1,9 @@
 """CPU kernels for long inputs on AVX-512 machines, from small C sources built on first use.
 
-Scoring a 2,048-token window spends about a quarter of its time in attention, and
-PyTorch's fused CPU kernel reaches about 120 GFLOP/s there on this project's 2-core
-machine, against about 210–220 for matrix products. `csrc/causal_attention.c` reaches
-about 183 (README): blocks of 48 queries of one head run over the keys they can see in
+Scoring a 2,048-token window spends about a quarter of its time in attention, where
+PyTorch's fused CPU kernel runs well below the rate of the matrix products around it.
+`csrc/causal_attention.c` closes most of that gap (figures with the CPU in
+docs/performance.md, "Scoring"): blocks of 48 queries of one head run over the keys they can see in
 blocks of 64, with the softmax kept online and its exponential computed in registers;
 grouped-query heads read their shared keys in place, and the output is written straight
 into the (B, T, H, D) layout that the output projection reads. The rest is work that
@@ -48,7 +48,7 @@ FLAGS = ["-O3", "-march=x86-64-v4", "-fopenmp", "-shared", "-fPIC"]
 HEAD_DIMS = (64, 128)  # the head sizes the kernel is written for
 KEY_BLOCK = 64  # keys per block in the kernel (NK in the C source)
 MIN_ROWS = 64  # SwiGLU, RMSNorm, RoPE on fewer rows (decoding) stay with PyTorch
-MIN_QUERIES = 64  # fewer queries: PyTorch's kernel is faster (handing work to a thread costs ~0.1 ms)
+MIN_QUERIES = 64  # fewer queries: PyTorch's kernel is faster (handing work to a thread has a fixed cost)
 _NATIVE_ENV = "TOKENLOOM_NATIVE_KERNELS"
 
 

@@ -47,8 +47,8 @@ from tokenloom import private_apis as private
 from tokenloom.model import blocks
 
 GROUP = 32  # weights per block / quantization group along the input dimension
-INNER_K_TILES = 8  # the packing's tile parameter (2, 4 or 8): 8 was fastest here, by up to 20% for wide matrices
-DENSE_ROWS = 64  # from this many rows on, a product dequantizes its weight first (the crossover here)
+INNER_K_TILES = 8  # the packing's tile parameter (2, 4 or 8): 8 measured fastest (docs/performance.md)
+DENSE_ROWS = 64  # from this many rows on, a product dequantizes its weight first (the measured crossover)
 
 NATIVE_KINDS = ("Q4_0", "Q4_1", "Q8_0")  # formats both paths compute on
 K_KINDS = ("Q4_K", "Q5_K", "Q6_K")  # formats only tokenloom's block kernels compute on
@@ -219,7 +219,7 @@ class Int4Linear(nn.Module):
         """W as bfloat16 (N, K), from the codes and the (bfloat16) scales and zeros the kernel uses."""
         scale, zero = (t.t().unsqueeze(-1) for t in self.scales_zeros.unbind(-1))  # (N, K/32, 1) each
         grouped = self.codes.view(self.out_features, -1, GROUP).float() - 8  # (N, K/32, 32)
-        # in-place broadcasts: PyTorch's addcmul with a broadcast operand is ten times slower here
+        # in-place broadcasts: PyTorch's addcmul with a broadcast operand is far slower
         weight = grouped.mul_(scale).add_(zero).to(torch.bfloat16)
         return weight.view(self.out_features, self.in_features)
 

@@ -32,7 +32,8 @@ class _RMSNormFunction(torch.autograd.Function):
     With x̂ = x·r, r = 1/sqrt(mean(x²) + eps), y = x̂·w and g = ∂L/∂y · w:
         ∂L/∂w = Σ_rows ∂L/∂y · x̂        ∂L/∂x = r · (g − x̂ · mean(g · x̂))
     PyTorch's CPU `rms_norm` is a composite of small operations, and its backward is
-    their chain: about three times slower for a training step's shapes (README).
+    their chain, several times slower for a training step's shapes (docs/performance.md,
+    "Training against nanoGPT").
     """
 
     @staticmethod
@@ -184,8 +185,8 @@ class Attention(nn.Module):
             return native.causal_attention(q, k, v, scale)  # (B, H, T, D)
         if T == 1:
             # Under inductor the two products are written as sums of elementwise products:
-            # fused loops over the cache instead of two batched products around a softmax
-            # (0.5 ms of an 8 ms step at batch 1). Eagerly the products are faster.
+            # fused loops over the cache instead of two batched products around a softmax,
+            # which saves dispatch at batch 1. Eagerly the products are faster.
             fused = torch.compiler.is_compiling()
             q = q.reshape(B, self.n_kv_heads, groups, D)  # (B, Hkv, G, D)
             if fused:
@@ -205,8 +206,8 @@ class Attention(nn.Module):
         if mask is None and T <= MATH_ATTENTION_MAX_T and torch.compiler.is_compiling():
             # Short causal windows under inductor (training): the plain products, with scale,
             # mask and softmax (and their gradients) fused around them, beat the fused CPU
-            # kernel at these sizes (README). The (T, S) scores are kept for the backward
-            # pass, hence the bound on T.
+            # kernel at these sizes (docs/performance.md, "Training against nanoGPT"). The
+            # (T, S) scores are kept for the backward pass, hence the bound on T.
             S = k.shape[2]
             scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, H, T, S)
             later = torch.arange(S, device=q.device)[None, :] > torch.arange(S - T, S, device=q.device)[:, None]

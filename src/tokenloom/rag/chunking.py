@@ -38,8 +38,9 @@ class Span:
 def split_sentences(text: str) -> list[Span]:
     """Sentences of `text` with their offsets; an abbreviation such as "Dr." does not end one.
 
-    >>> [s.text for s in split_sentences("Dr. Who left. He came back! Did he?")]
-    ['Dr. Who left.', 'He came back!', 'Did he?']
+    Examples:
+        >>> [s.text for s in split_sentences("Dr. Who left. He came back! Did he?")]
+        ['Dr. Who left.', 'He came back!', 'Did he?']
     """
     spans, start = [], 0
     for match in _BOUNDARY.finditer(text):

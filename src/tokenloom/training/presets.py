@@ -3,8 +3,9 @@
 `shakespeare-char-cpu` is nanoGPT's "baby GPT on a CPU": 4 layers, 4 heads, 128-dim,
 context 64, batch 12, 2,000 steps, lr 1e-3 -> 1e-4 (cosine, 100 warm-up), no dropout,
 AdamW β2 = 0.99, weight decay 0.1, clip 1.0. It trains through `torch.compile`
-(about 40 s once, seconds once inductor's cache holds the kernels; eagerly where no
-C++ compiler is found, or with `--no-compile`): README has the measured trade-off.
+(compiled once before step 0, faster once inductor's cache holds the kernels; eagerly
+where no C++ compiler is found, or with `--no-compile`): docs/performance.md
+("Training against nanoGPT") has the measured trade-off.
 `shakespeare-char` is
 nanoGPT's GPU configuration (6 layers, 6 heads, 384-dim, context 256).
 `smollm2-shakespeare` fine-tunes the pretrained SmolLM2-135M-Instruct on Tiny Shakespeare
