@@ -98,7 +98,8 @@ _RANK_CLI = (
     "log = logging.getLogger('tokenloom.distributed'); log.addHandler(handler); log.setLevel(logging.INFO); "
     "sys.argv[0] = 'tokenloom'; from tokenloom.app.cli import main; main()"
 )
-_RANK_LINE = re.compile(r"rank (\d+) of (\d+) \(local (\d+) of (\d+) on this machine\): (\d+) CPU threads of (\d+) cores")
+_RANK_LINE = re.compile(
+    r"rank (\d+) of (\d+) \(local (\d+) of (\d+) on this machine\): (\d+) CPU threads of (\d+) cores")
 
 
 class Torchrun:
