@@ -42,7 +42,11 @@ def resume_config(out: str | Path, given: dict | None = None, preset: str | None
 
 
 def train(config: TrainConfig, resume: bool = False, show_progress: bool = True) -> TrainResult:
-    """Run (or continue, with `resume`) the training described by `config`; see the module doc."""
+    """Run (or continue, with `resume`) the training described by `config`; see the module doc.
+
+    With `resume` and no checkpoint in `config.out` yet, the run starts from step 0 and the
+    log says so in one line.
+    """
     ctx = distributed.setup()
     try:
         return _train(config, ctx, resume, show_progress)
