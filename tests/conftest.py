@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import sys
 import warnings
 from pathlib import Path
 
@@ -87,3 +89,33 @@ def tiny_gpt2_dir(tmp_path_factory):
     )
     model = transformers.GPT2LMHeadModel(config).eval()
     return _save(model, tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+# Each rank runs the real CLI with tokenloom.distributed's set-up line switched on (INFO, stderr).
+_RANK_CLI = (
+    "import logging, sys; handler = logging.StreamHandler(); "
+    "handler.setFormatter(logging.Formatter('%(name)s: %(message)s')); "
+    "log = logging.getLogger('tokenloom.distributed'); log.addHandler(handler); log.setLevel(logging.INFO); "
+    "sys.argv[0] = 'tokenloom'; from tokenloom.app.cli import main; main()"
+)
+_RANK_LINE = re.compile(
+    r"rank (\d+) of (\d+) \(local (\d+) of (\d+) on this machine\): (\d+) CPU threads of (\d+) cores")
+
+
+class Torchrun:
+    """`torchrun --standalone --nproc-per-node N` of the `tokenloom` CLI, and what each rank said of its set-up."""
+
+    @staticmethod
+    def command(nproc: int) -> list[str]:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+                "--no-python", sys.executable, "-c", _RANK_CLI]
+
+    @staticmethod
+    def threads_by_rank(stderr: str) -> dict[int, int]:
+        """{rank: CPU threads} from the ranks' set-up lines."""
+        return {int(m[1]): int(m[5]) for m in _RANK_LINE.finditer(stderr)}
+
+
+@pytest.fixture(scope="session")
+def torchrun() -> Torchrun:
+    return Torchrun()

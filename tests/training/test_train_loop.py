@@ -66,6 +66,32 @@ def test_a_finished_run_folder_is_not_overwritten(finished_run):
         train(config, show_progress=False)
 
 
+def test_a_run_stopped_after_a_checkpoint_resumes_bit_for_bit_with_dropout(tmp_path, monkeypatch):
+    """The checkpoint carries the optimizer, the data order and the RNG (the dropout masks) across a stop."""
+    from tokenloom.training.trainer import Trainer
+
+    settings = dict(steps=10, eval_every=5, checkpoint_every=3, dropout=0.2)
+    straight = train(tiny_config(tmp_path, out=str(tmp_path / "straight"), **settings), show_progress=False)
+    step = Trainer.train_step
+
+    def stop_at_step_7(self):
+        if self.step == 7:
+            raise KeyboardInterrupt  # in place of a kill: the last checkpoint is step 6's
+        return step(self)
+
+    config = tiny_config(tmp_path, out=str(tmp_path / "stopped"), **settings)
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "train_step", stop_at_step_7)
+        with pytest.raises(KeyboardInterrupt):
+            train(config, show_progress=False)
+    torch.manual_seed(12345)  # what the process drew meanwhile must not matter
+    resumed = train(config, resume=True, show_progress=False)
+    curve = [(m["step"], m["val_loss"]) for m in straight.metrics]
+    assert [(m["step"], m["val_loss"]) for m in resumed.metrics] == curve
+    a, b = tl.load(straight.out / "last").model.state_dict(), tl.load(resumed.out / "last").model.state_dict()
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
 def test_bpe_tokenizer_run_with_gradient_accumulation(tmp_path):
     config = tiny_config(tmp_path, tokenizer="bpe:300", grad_accum=2, batch_size=4, steps=6, eval_every=3)
     result = train(config, show_progress=False)

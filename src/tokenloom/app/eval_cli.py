@@ -54,19 +54,18 @@ def perplexity_command(
 ) -> None:
     """Perplexity of FILE: exp of the mean negative log-likelihood per token."""
     import tokenloom as tl
-    from tokenloom.eval import distributed
+    from tokenloom import distributed
     from tokenloom.eval.perplexity import perplexity
     from tokenloom.eval.surprisal import plot_png, render_html, surprisal_map
 
     if not file.is_file():
         raise InvalidArgument(f"{file} is not a file")
-    many = distributed.init_from_env()
-    if many and (html or png):
-        raise InvalidArgument("--html and --png need one process; run them without torchrun")
+    ctx = distributed.setup()
     try:
+        if ctx.enabled and (html or png):
+            raise InvalidArgument("--html and --png need one process; run them without torchrun")
         lm = tl.load(model, precision=precision)
-        rank = distributed.shard()[0]
-        bar, progress = _progress_bar(rank == 0 and sys.stderr.isatty())
+        bar, progress = _progress_bar(ctx.is_main and sys.stderr.isatty())
         options = dict(context=context, stride=stride, batch_size=batch_size, bos=bos)
         with bar or _Nothing():
             if html or png:
@@ -77,10 +76,10 @@ def perplexity_command(
             html.write_text(render_html(tokens, result, title=f"Surprisal of {file.name}"), encoding="utf-8")
         if png:
             plot_png(tokens, png, title=f"Surprisal along {file.name}")
-        if rank == 0:
+        if ctx.is_main:
             _print_perplexity(result, as_json)
     finally:
-        distributed.finish()
+        distributed.teardown(ctx)
 
 
 class _Nothing:

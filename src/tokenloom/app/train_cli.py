@@ -41,7 +41,8 @@ def train_command(
     compile: Annotated[Optional[bool], typer.Option(
         "--compile/--no-compile",
         help="torch.compile the model (tens of seconds once, before step 0); default: the preset's choice.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the run in --out from its last checkpoint; with none yet, start it.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Train a model with teacher forcing (from scratch, or fine-tune with --init)."""
@@ -54,7 +55,7 @@ def train_command(
         checkpoint_every=checkpoint_every, seed=seed, dtype=dtype, init=init, compile=compile,
         )
     if resume:
-        config = resume_config(out or build_config(preset).out, options)
+        config = resume_config(out or build_config(preset).out, options, preset)
     else:
         config = build_config(preset, **options)
     result = train(config, resume=resume, show_progress=not quiet)

@@ -1,7 +1,8 @@
 """Scoring on several processes: `torchrun --nproc-per-node N -m tokenloom eval perplexity FILE`.
 
 torchrun starts N copies of the command with RANK / WORLD_SIZE / MASTER_ADDR in
-the environment. Each copy joins one process group (gloo on CPU, nccl when CUDA
+the environment. Each copy joins one process group through `tokenloom.distributed.setup`,
+the set-up training uses too (gloo on CPU with the cores shared out, nccl when CUDA
 is there), scores the batches of windows dealt to it (batch i goes to rank
 i mod N) and the per-rank sums Σ NLL and T are all-reduced in float64. Every
 window is run in the same batch as in one process, so the result equals the
@@ -10,30 +11,7 @@ one-process perplexity up to the order of a float64 sum.
 
 from __future__ import annotations
 
-import os
-
 import torch
-
-
-def init_from_env() -> bool:
-    """Join the process group that torchrun describes; False when WORLD_SIZE is absent or 1."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend)
-    return True
-
-
-def finish() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def shard() -> tuple[int, int]:

@@ -64,9 +64,9 @@ class Logbook:
         self.progress.update(self.task, advance=1, **fields)
 
     def note(self, text: str) -> None:
-        """Print one line (main process only)."""
+        """Print one line (main process only), unwrapped and as written (a path may hold "[...]")."""
         if self.enabled:
-            self.console.print(text)
+            self.console.print(text, soft_wrap=True, markup=False, highlight=False)
 
     def record(self, entry: dict) -> None:
         """Append one evaluation to metrics.jsonl and print it."""

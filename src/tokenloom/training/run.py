@@ -17,18 +17,22 @@ from tokenloom.errors import InvalidArgument
 from tokenloom.training import checkpoint, distributed
 from tokenloom.training.config import TrainConfig
 from tokenloom.training.logbook import Logbook
+from tokenloom.training.presets import build_config
 from tokenloom.training.trainer import Trainer, TrainResult, build_model, load_pretrained, lr_at, prepare_run
 
 
-def resume_config(out: str | Path, given: dict | None = None) -> TrainConfig:
+def resume_config(out: str | Path, given: dict | None = None, preset: str | None = None) -> TrainConfig:
     """The saved config of the run in `out`; options in `given` must agree with it.
 
     A resumed run continues with exactly its own settings, so a differing option is an
-    error rather than a silent change of schedule or data.
+    error rather than a silent change of schedule or data. When `out` holds no checkpoint
+    yet (the run was killed before its first one, or never started), there is nothing to
+    continue: the config is the one `preset` and `given` describe, as for a fresh run, so a
+    job scheduler can rerun the same `--resume` command line from the start.
     """
     folder = checkpoint.latest(Path(out))
     if folder is None:
-        raise InvalidArgument(f"--resume: {out} holds no checkpoint (no {out}/last); start a run there first")
+        return build_config(preset, **{**(given or {}), "out": str(out)})
     saved = TrainConfig.from_dict(checkpoint.read_config(folder))
     saved.out = str(out)
     differ = sorted(k for k, v in (given or {}).items() if v is not None and k != "out" and getattr(saved, k) != v)
@@ -38,7 +42,11 @@ def resume_config(out: str | Path, given: dict | None = None) -> TrainConfig:
 
 
 def train(config: TrainConfig, resume: bool = False, show_progress: bool = True) -> TrainResult:
-    """Run (or continue, with `resume`) the training described by `config`; see the module doc."""
+    """Run (or continue, with `resume`) the training described by `config`; see the module doc.
+
+    With `resume` and no checkpoint in `config.out` yet, the run starts from step 0 and the
+    log says so in one line.
+    """
     ctx = distributed.setup()
     try:
         return _train(config, ctx, resume, show_progress)
@@ -49,8 +57,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 def _train(c: TrainConfig, ctx: distributed.Dist, resume: bool, show_progress: bool) -> TrainResult:
     out = Path(c.out)
     last = checkpoint.latest(out)
-    if resume and last is None:
-        raise InvalidArgument(f"--resume: {out} holds no checkpoint (no {out}/last); start a run there first")
+    fresh_start = resume and last is None  # killed before its first checkpoint: nothing to continue
     if not resume and last is not None:
         raise InvalidArgument(f"{out} already holds a run ({out}/last); continue it with --resume or pick another --out")
     if ctx.is_main and out.exists():
@@ -58,10 +65,13 @@ def _train(c: TrainConfig, ctx: distributed.Dist, resume: bool, show_progress: b
     model, tokenizer = load_pretrained(c) if c.init else (None, None)
     data = prepare_run(c, ctx, tokenizer)
     trainer = Trainer(c, ctx, data, model or build_model(c, data.tokenizer.vocab_size))
-    if resume:
+    if last is not None:
         trainer.restore(last)
+    log = Logbook(out, c.steps, trainer.step, ctx.is_main, show_progress)
+    if fresh_start:
+        log.note(f"--resume: {out} holds no checkpoint yet; starting from step 0")
     compile_s = trainer.warm_up()
-    with Logbook(out, c.steps, trainer.step, ctx.is_main, show_progress) as log:
+    with log:
         if trainer.compiled:
             log.note(f"compiled the model in {compile_s:.1f} s (not counted in ms/step)")
         if trainer.step == 0:

@@ -110,6 +110,35 @@ def compile_for_training(model: Transformer, device: torch.device) -> torch.nn.M
     return torch.compile(model)
 
 
+@contextlib.contextmanager
+def deterministic_kernels():
+    """Run the compiled forward and backward with kernels whose sums have a fixed order.
+
+    Inductor writes the gradient of an embedding lookup (token ids, learned positions) as
+    a loop over the batch that adds rows into the weight's gradient with atomic adds,
+    split across threads: two threads adding into one row finish in either order, so the
+    float sum, and with it a seeded run's weights, changed from run to run. Under
+    `torch.use_deterministic_algorithms` inductor hands that scatter to PyTorch's own
+    kernel, which adds in index order; the rest of the generated code is unchanged. The
+    setting is PyTorch's global one, so it is set for the duration of our compiled calls
+    only and put back after (warn_only: an operation with no deterministic version warns
+    instead of stopping the run). Filling fresh buffers with NaN, which that mode also
+    does by default, is left off: it guards against reading uninitialised memory, not
+    against a changing order of sums.
+    """
+    from torch.utils import deterministic
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              deterministic.fill_uninitialized_memory)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic.fill_uninitialized_memory = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        deterministic.fill_uninitialized_memory = before[2]
+
+
 def load_pretrained(c: TrainConfig) -> tuple[Transformer, Tokenizer]:
     """The model `c.init` names (float32, every weight trainable) and its own tokenizer."""
     from tokenloom.model.registry import load_model
@@ -166,6 +195,10 @@ class Trainer:
     def autocast(self):
         return torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.c.dtype == "bfloat16")
 
+    def kernels(self):
+        """The scope of a compiled forward and backward: `deterministic_kernels`; nothing when eager."""
+        return deterministic_kernels() if self.compiled else contextlib.nullcontext()
+
     def warm_up(self) -> float:
         """Compile now, with a forward and backward pass on a dummy batch; the seconds it took.
 
@@ -182,7 +215,7 @@ class Trainer:
         x, y = (t.to(device) for t in windows(self.data.train, torch.zeros(c.batch_size, dtype=torch.long),
                                                 c.context))  # (B, T)
         cuda = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda, device_type="cuda"):  # dropout draws nothing from the run's RNG
+        with torch.random.fork_rng(devices=cuda, device_type="cuda"), self.kernels():  # RNG: dropout draws nothing
             with self.autocast():
                 _, loss = self.net(x, targets=y)
             loss.backward()
@@ -201,7 +234,7 @@ class Trainer:
             x, y = (t.to(self.ctx.device) for t in windows(self.data.train, rows, c.context))  # (B, T)
             last = i == len(mine) - 1
             sync = contextlib.nullcontext() if last or not self.ctx.enabled else self.net.no_sync()
-            with sync:
+            with sync, self.kernels():
                 with self.autocast():
                     _, loss = self.net(x, targets=y)
                 (loss / self.local_accum).backward()
