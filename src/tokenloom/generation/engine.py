@@ -42,6 +42,11 @@ class TokenLogprob:
     logprob: float
     top: list[tuple[str, int, float]] = field(default_factory=list)
 
+    def to_dict(self) -> dict:
+        """{'token', 'id', 'logprob', 'top': [{'token', 'id', 'logprob'}, ...]}, as `generate --json` prints it."""
+        return {"token": self.token, "id": self.id, "logprob": self.logprob,
+                "top": [{"token": s, "id": j, "logprob": v} for s, j, v in self.top]}
+
 
 @dataclass
 class Completion:
@@ -58,12 +63,16 @@ class Completion:
     semantic_rollbacks: int = 0
 
     def to_dict(self) -> dict:
+        """The JSON of `generate --json`: every key always present; `stop_reason` is None unless a
+        stop string or stop token ended it, `logprobs` None unless the request asked for them."""
         return {
             "text": self.text,
             "token_ids": self.token_ids,
             "finish_reason": self.finish_reason,
+            "stop_reason": self.stop_reason,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "logprobs": None if self.logprobs is None else [t.to_dict() for t in self.logprobs],
         }
 
 
