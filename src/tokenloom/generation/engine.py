@@ -1,7 +1,7 @@
 """One sequence's life, and the forward passes the scheduler runs for it.
 
     prefill(chunk)              prompt positions [a, b) of one sequence into its cache slot
-    sample                      processors + selector, rows grouped by their SamplingParams
+    sample                      processors + selector, rows grouped by equal chain fields (chain_key)
     stop?                       EOS ids, stop token ids, stop strings, max_tokens, the context
     decode(next ids)            one position for every running sequence, each at its own length
 
@@ -264,8 +264,12 @@ def chain_key(params: SamplingParams) -> tuple:
 
 
 class SamplerGroups:
-    """Sequences whose params build the same chain share one sampler and one batched pass
-    (each row still draws from its own generator)."""
+    """Sequences whose params build the same chain share one sampler and one batched pass.
+
+    Rows are grouped by value (`chain_key`), not by which SamplingParams object they hold.
+    That is safe because a Sampler holds no per-row state: each row keeps its own
+    generator, its own history (penalties, DRY, min_tokens) and its own state dict
+    (mirostat's μ, a structured-output constraint), all passed in at every step."""
 
     def __init__(self, sequences: list[Sequence], vocab_size: int, eos_ids: tuple[int, ...], tokenizer=None):
         self.sequences = sequences
