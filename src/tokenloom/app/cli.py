@@ -75,7 +75,8 @@ def generate_command(
     stream: Annotated[bool, typer.Option(help="Print text as it is generated.")] = False,
     compile: Annotated[bool, typer.Option(
         "--compile", help="Compile the decode step with torch.compile: faster steps after about a minute.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: text, token_ids, finish_reason, stop_reason, token counts, logprobs.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print JSON: text, token_ids, finish_reason, stop_reason, token counts, logprobs.")] = False,
     beams: Annotated[Optional[int], typer.Option(
         help="Beam search with this many beams instead of sampling: prints every hypothesis, best first, "
              "with its score.", rich_help_panel="Beam search")] = None,
