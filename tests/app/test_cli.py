@@ -30,9 +30,12 @@ def test_generate_json_has_the_documented_keys(tiny_llama_dir):
     )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert set(out) == {"text", "token_ids", "finish_reason", "prompt_tokens", "completion_tokens"}
+    assert set(out) == {"text", "token_ids", "finish_reason", "stop_reason", "prompt_tokens", "completion_tokens",
+                        "logprobs"}
     assert out["completion_tokens"] == len(out["token_ids"]) and out["finish_reason"] in ("length", "eos")
     assert out["finish_reason"] == "eos" or out["completion_tokens"] == 8
+    assert out["logprobs"] is None  # not asked for
+    assert out["stop_reason"] == (0 if out["finish_reason"] == "eos" else None)  # the tiny model's EOS id is 0
 
 
 def test_generate_json_with_n_gives_a_list(tiny_llama_dir):

@@ -67,3 +67,35 @@ def test_classify_json_report_on_a_small_tsv(cli, tmp_path):
     assert {"accuracy", "macro_f1", "majority_baseline", "confusion", "n"} <= set(data)
     assert data["n"] == 2 and data["majority_baseline"] == 0.5
     assert sum(sum(row.values()) for row in data["confusion"].values()) == 2
+
+
+def test_perplexity_task_wikitext_reads_a_raw_file_and_counts_the_raw_pages(cli, tmp_path):
+    from tokenloom.eval import perplexity
+
+    data = tmp_path / "pages.raw"
+    data.write_text(" = Tea = \n \n Tea is a drink . \n\n = Rain = \n \n Rain fell , 2 @,@ 000 times . \n", "utf-8")
+    code, out, err = cli("eval", "perplexity", "--task", "wikitext", "--data", str(data), "--limit", "1", "--json")
+    assert code in (0, None), err
+    got = json.loads(out)
+    expected = perplexity(tokenloom.load(), task="wikitext", data=data, limit=1)
+    assert got["word_perplexity"] == expected.word_perplexity and "task:wikitext|data:pages.raw" in got["signature"]
+    assert "texts:1" in got["signature"] and "bos:<|im_start|>" in got["signature"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--task", "lambada"], "unknown task 'lambada'; tasks: wikitext"),
+        (["--task", "wikitext", "--split", "dev"], "splits: train, validation, test"),
+        (["--task", "wikitext", "--data", "/no/such.raw"], "/no/such.raw is not a file"),
+        (["--limit", "3"], "give a text FILE to score, or --task wikitext"),
+        (["FILE", "--limit", "3"], "--limit goes with --task wikitext"),
+        (["FILE", "--task", "wikitext"], "reads its pages from --data FILE"),
+    ],
+)
+def test_bad_task_flags_are_one_line_and_exit_2(cli, tmp_path, args, message):
+    path = tmp_path / "t.txt"
+    path.write_text("Some text to score here.", encoding="utf-8")
+    args = [str(path) if a == "FILE" else a for a in args]
+    code, _, err = cli("eval", "perplexity", *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

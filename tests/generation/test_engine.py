@@ -144,6 +144,20 @@ def test_logprobs_are_log_softmax_of_the_model_logits(tiny):
         assert [t[1] for t in entry.top] == row.topk(3).indices.tolist()
 
 
+def test_completion_dict_carries_the_stop_reason_and_the_logprobs(tiny):
+    first = tiny.generate("The cat", tl.SamplingParams(max_tokens=8, **GREEDY)).token_ids
+    out = tiny.generate("The cat", tl.SamplingParams(max_tokens=8, stop_token_ids=[first[3]], logprobs=2, **GREEDY))
+    d = out.to_dict()
+    assert d["finish_reason"] == "stop" and d["stop_reason"] == first[3]
+    assert len(d["logprobs"]) == len(out.logprobs) > 0
+    entry, raw = d["logprobs"][0], out.logprobs[0]
+    assert entry == {"token": raw.token, "id": raw.id, "logprob": raw.logprob,
+                     "top": [{"token": s, "id": j, "logprob": v} for s, j, v in raw.top]}
+    assert len(entry["top"]) == 2
+    plain = tiny.generate("The cat", tl.SamplingParams(max_tokens=3, **GREEDY)).to_dict()
+    assert plain["logprobs"] is None and plain["stop_reason"] is None and plain["finish_reason"] == "length"
+
+
 def test_decode_view_masks_each_row_at_its_own_length():
     pool = KVPool(n_layers=1, kv_heads=1, head_dim=2, max_len=128)
     pool.reserve(2, 8)

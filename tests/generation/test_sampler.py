@@ -10,12 +10,17 @@ from tokenloom.errors import InvalidArgument
 from tokenloom.generation.history import TokenHistory
 from tokenloom.generation.params import SamplingParams
 from tokenloom.generation.processors import TopK
-from tokenloom.generation.sampler import BUILDERS, ORDERS, Sampler, seeded_generator
+from tokenloom.generation.sampler import BUILDERS, ORDERS, Sampler
 
 EVERYTHING_ON = dict(temperature=0.7, top_k=5, top_p=0.9, min_p=0.05, typical_p=0.95, repetition_penalty=1.3,
                      presence_penalty=0.5, frequency_penalty=0.2, no_repeat_ngram_size=2, logit_bias={1: 1.0},
                      min_tokens=1, dry_multiplier=0.8, dry_sequence_breakers=(), top_n_sigma=2.0,
                      epsilon_cutoff=1e-4, eta_cutoff=1e-4, xtc_probability=1.0)
+
+
+def seeded(seed: int) -> torch.Generator:
+    """A row's generator, seeded as the runtime seeds one."""
+    return torch.Generator().manual_seed(seed)
 
 
 def names(sampler: Sampler) -> list[str]:
@@ -123,8 +128,8 @@ def test_seeded_draw_of_a_row_does_not_depend_on_the_other_rows():
     sampler = Sampler(SamplingParams(top_k=20, temperature=1.2, seed=7), vocab_size=100)
     logits = torch.randn(3, 100, generator=torch.Generator().manual_seed(0))  # (3, V)
     history = TokenHistory([[1], [2], [3]], 100)
-    batch_gens = [seeded_generator(7), seeded_generator(1), seeded_generator(2)]
-    alone_gen = [seeded_generator(7)]
+    batch_gens = [seeded(7), seeded(1), seeded(2)]
+    alone_gen = [seeded(7)]
     for _ in range(20):
         together = sampler(history, logits, batch_gens)
         alone = sampler(history.rows([0]), logits[:1], alone_gen)
@@ -134,8 +139,8 @@ def test_seeded_draw_of_a_row_does_not_depend_on_the_other_rows():
 def test_same_seed_gives_the_same_draws():
     sampler = Sampler(SamplingParams(seed=3), vocab_size=50)
     scores = torch.zeros(1, 50)
-    first = [int(sampler.select(scores, [g])) for g in [seeded_generator(3)] for _ in range(10)]
-    second = [int(sampler.select(scores, [g])) for g in [seeded_generator(3)] for _ in range(10)]
+    first = [int(sampler.select(scores, [g])) for g in [seeded(3)] for _ in range(10)]
+    second = [int(sampler.select(scores, [g])) for g in [seeded(3)] for _ in range(10)]
     assert first == second and len(set(first)) > 1
 
 
@@ -148,7 +153,7 @@ def test_sampled_frequencies_follow_the_processed_distribution():
     history = TokenHistory([[]], 8)
     expected_p = sampler.process(history, logits).softmax(-1)[0]  # (V,)
     draws = 20000
-    generator = seeded_generator(0)
+    generator = seeded(0)
     scores = sampler.process(history, logits).expand(draws, -1)  # (N, V)
     picks = sampler.select(scores, [generator] * draws)  # (N,)
     observed = torch.bincount(picks, minlength=8).double()

@@ -255,3 +255,39 @@ def test_submit_many_queues_all_or_none(tiny):
     with pytest.raises(QueueFull):
         scheduler.submit_many([Request(ids, params)] * 3)
     assert len(scheduler.waiting) == 1
+
+
+# Stateful steps: mirostat's μ, penalties over each row's own output, each row's seeded draw.
+MIROSTAT = dict(max_tokens=14, temperature=0.9, mirostat=2, mirostat_tau=3.0, seed=3, ignore_eos=True)
+PENALIZED = dict(max_tokens=14, temperature=1.0, top_p=0.9, repetition_penalty=1.3, frequency_penalty=0.5,
+                 seed=4, ignore_eos=True)
+
+
+def test_equal_params_in_separate_objects_share_one_sampler(tiny):
+    from tokenloom.generation.engine import Sequence, SamplerGroups
+
+    a, b, c = tl.SamplingParams(**MIROSTAT), tl.SamplingParams(**MIROSTAT), tl.SamplingParams(**PENALIZED)
+    assert a is not b and a == b
+    seqs = [Sequence(Request([1, 2, 3], p), tiny.tokenizer, (0,), 8, p.seed) for p in (a, c, b)]
+    groups = SamplerGroups(seqs, 320, (0,), tiny.tokenizer).groups
+    assert [index for index, _ in groups] == [[0, 2], [1]]
+    # same chain, different seeds: one sampler, each row with its own generator
+    d = tl.SamplingParams(**{**MIROSTAT, "seed": 9})
+    seqs = [Sequence(Request([1, 2, 3], p), tiny.tokenizer, (0,), 8, p.seed) for p in (a, d)]
+    assert len(SamplerGroups(seqs, 320, (0,), tiny.tokenizer).groups) == 1
+
+
+def test_rows_sharing_a_sampler_keep_their_own_state(tiny, monkeypatch):
+    from tokenloom.generation.sampler import Sampler
+
+    prompts = ["The cat", "A dog ran in the park", "Numbers like 12", "She said"]
+    params = [tl.SamplingParams(**MIROSTAT), tl.SamplingParams(**MIROSTAT),
+              tl.SamplingParams(**PENALIZED), tl.SamplingParams(**PENALIZED)]
+    alone = [tiny.generate(p, q).token_ids for p, q in zip(prompts, params)]  # a sampler each
+    batch_sizes = []
+    call = Sampler.__call__
+    monkeypatch.setattr(Sampler, "__call__", lambda self, h, logits, g=None: (
+        batch_sizes.append(logits.shape[0]), call(self, h, logits, g))[1])
+    batched = fresh(tiny).generate_batch(list(zip(prompts, params)))
+    assert [c.token_ids for c in batched] == alone
+    assert 2 in batch_sizes  # the equal-param rows were sampled by one sampler together

@@ -126,10 +126,25 @@ def test_lsum_unions_the_lcs_of_each_reference_sentence_over_hypothesis_sentence
     assert scores["rougeL"].recall == pytest.approx(2 / 3)  # here L also finds 'a ... c'
 
 
-@pytest.mark.parametrize("types", [["rouge0"], ["rougeX"], []])
+@pytest.mark.parametrize("types", [["rouge0"], ["rougeX"], [], ["rouge10"], ["rouge1", "rouge12"], [1]])
 def test_unknown_rouge_types_raise_invalid_argument(types):
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(InvalidArgument, match="allowed: rouge1 ... rouge9, rougeL, rougeLsum"):
         rouge(["a"], ["a"], types=types)
+    with pytest.raises(InvalidArgument, match="allowed: rouge1 ... rouge9, rougeL, rougeLsum"):
+        rouge_segment("a", "a", types=types)
+
+
+def test_rouge_types_are_the_ones_rouge_score_accepts():
+    # rouge-score takes one digit after 'rouge'; rouge10 used to score zeros here
+    text = " ".join(f"w{i}" for i in range(12))
+    with pytest.raises(ValueError, match="Invalid rouge type"):
+        rouge_scorer.RougeScorer(["rouge10"]).score(text, text)
+    with pytest.raises(InvalidArgument, match="'rouge10'"):
+        rouge_segment(text, text, types=["rouge10"])
+    with pytest.raises(InvalidArgument, match="'rouge10'"):
+        rouge([text], [text], types="rouge1,rouge10")
+    peer = rouge_scorer.RougeScorer(["rouge9"]).score(text, text)
+    assert_scores_equal(rouge_segment(text, text, types=["rouge9"]), peer, ["rouge9"])
 
 
 def test_result_json_layout_has_precision_recall_fmeasure_per_type():

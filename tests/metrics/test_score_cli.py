@@ -123,3 +123,8 @@ def test_installed_entry_point_prints_the_bleu_summary_line(files):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     assert result.stdout.startswith(sacrebleu.corpus_bleu(HYPS, [REFS]).format())
+
+
+def test_unknown_rouge_type_exits_2_listing_the_allowed_ones(monkeypatch, capsys, files):
+    code, _, err = run(monkeypatch, capsys, "rouge", "--hyp", files[0], "--ref", files[1], "--types", "rouge1,rouge10")
+    assert code == 2 and "'rouge10'" in err and "rouge1 ... rouge9, rougeL, rougeLsum" in err

@@ -75,7 +75,8 @@ def generate_command(
     stream: Annotated[bool, typer.Option(help="Print text as it is generated.")] = False,
     compile: Annotated[bool, typer.Option(
         "--compile", help="Compile the decode step with torch.compile: faster steps after a one-time compilation.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: text, token_ids, finish_reason, ...")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print JSON: text, token_ids, finish_reason, stop_reason, token counts, logprobs.")] = False,
     beams: Annotated[Optional[int], typer.Option(
         help="Beam search with this many beams instead of sampling: prints every hypothesis, best first, "
              "with its score.", rich_help_panel="Beam search")] = None,
@@ -111,7 +112,7 @@ def generate_command(
         return
     completions = lm.generate(prompts, params)
     if as_json:
-        payload = [_completion_json(c) for c in completions]
+        payload = [c.to_dict() for c in completions]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, ensure_ascii=False))
         return
     for i, completion in enumerate(completions):
@@ -151,16 +152,6 @@ def _print_beams(lm, prompts: list[str], search, as_json: bool, chat: bool) -> N
         for b in beams:
             print(f"[{b.score:.4f}] " + (b.text if chat else prompt + b.text))
         print("---")
-
-
-def _completion_json(completion) -> dict:
-    """The documented keys, plus each token's logprob and alternatives when --logprobs asked for them."""
-    out = completion.to_dict()
-    if completion.logprobs is not None:
-        out["logprobs"] = [{"token": t.token, "id": t.id, "logprob": t.logprob,
-                            "top": [{"token": s, "id": j, "logprob": v} for s, j, v in t.top]}
-                           for t in completion.logprobs]
-    return out
 
 
 _SERVE = ServeConfig()  # the serve command's defaults are the config's declarations

@@ -37,13 +37,14 @@ def _progress_bar(enabled: bool):
 
 @eval_app.command("perplexity")
 def perplexity_command(
-    file: Path = typer.Argument(..., help="UTF-8 text file to score."),
+    file: Optional[Path] = typer.Argument(None, help="UTF-8 text file to score (leave out with --task)."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Registered name, GGUF path or model folder."),
     context: Optional[int] = typer.Option(None, "--context", help="Input tokens per window (default min(model, 2048))."),
     stride: Optional[int] = typer.Option(None, "--stride", help="New tokens scored per window (default context/4; = context: disjoint)."),
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", help="Windows per forward pass (default: about 2,048 tokens' worth)."),
-    bos: bool = typer.Option(False, "--bos/--no-bos", help="Put <|endoftext|> in front so the first token is scored too."),
+    bos: bool = typer.Option(False, "--bos/--no-bos", help="Put <|endoftext|> in front so the first token is scored "
+                                                           "too (--task wikitext puts the tokenizer's BOS there)."),
     precision: str = typer.Option(
         "float32", "--precision",
         help="float32 (the default: scores comparable with published ones) | bfloat16 | native | auto."),
@@ -51,14 +52,21 @@ def perplexity_command(
     html: Optional[Path] = typer.Option(None, "--html", help="Write a surprisal map page here."),
     png: Optional[Path] = typer.Option(None, "--png", help="Plot surprisal along the text here."),
     top: int = typer.Option(5, "--top", help="Alternatives shown per token in the --html page."),
+    task: Optional[str] = typer.Option(
+        None, "--task", help="wikitext: lm-evaluation-harness's wikitext task (its detokenizer, counts and prefix)."),
+    data: Optional[Path] = typer.Option(
+        None, "--data", help="--task wikitext: a raw WikiText file (default: the local WikiText-2 file of --split)."),
+    split: str = typer.Option("test", "--split", help="--task wikitext: train | validation | test."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="--task wikitext: only the first N pages."),
 ) -> None:
-    """Perplexity of FILE: exp of the mean negative log-likelihood per token."""
+    """Perplexity of FILE, or of a task's data: exp of the mean negative log-likelihood per token."""
     import tokenloom as tl
     from tokenloom import distributed
     from tokenloom.eval.perplexity import perplexity
     from tokenloom.eval.surprisal import plot_png, render_html, surprisal_map
 
-    if not file.is_file():
+    task_options = _task_options(file, task, data, split, limit, bool(html or png))
+    if file is not None and not file.is_file():
         raise InvalidArgument(f"{file} is not a file")
     ctx = distributed.setup()
     try:
@@ -71,7 +79,7 @@ def perplexity_command(
             if html or png:
                 tokens, result = surprisal_map(lm, file.read_text(encoding="utf-8"), top=top, **options)
             else:
-                result = perplexity(lm, file, progress=progress, **options)
+                result = perplexity(lm, file, progress=progress, **options, **task_options)
         if html:
             html.write_text(render_html(tokens, result, title=f"Surprisal of {file.name}"), encoding="utf-8")
         if png:
@@ -80,6 +88,23 @@ def perplexity_command(
             _print_perplexity(result, as_json)
     finally:
         distributed.teardown(ctx)
+
+
+def _task_options(file: Path | None, task: str | None, data: Path | None, split: str, limit: int | None,
+                  maps: bool) -> dict:
+    """perplexity()'s task arguments from the flags, or {} without --task."""
+    if task is None:
+        if file is None:
+            raise InvalidArgument("give a text FILE to score, or --task wikitext")
+        given = [flag for flag, value in (("--data", data), ("--limit", limit)) if value is not None]
+        if given or split != "test":
+            raise InvalidArgument(f"{', '.join(given) or '--split'} goes with --task wikitext")
+        return {}
+    if file is not None:
+        raise InvalidArgument(f"--task {task} reads its pages from --data FILE; drop the positional {file}")
+    if maps:
+        raise InvalidArgument("--html and --png draw one text FILE; leave them out with --task")
+    return dict(task=task, data=data, split=split, limit=limit)
 
 
 class _Nothing:

@@ -3,6 +3,7 @@
     import tokenloom as tl
     lm = tl.load()
     tl.eval.perplexity(lm, Path("wiki.test.raw"), context=2048, stride=512).perplexity
+    tl.eval.perplexity(lm, task="wikitext", data="wiki.test.raw").word_perplexity  # lm-eval's wikitext
     tl.eval.perplexity_from_probs([0.9, 0.8, 0.6, 0.4, 0.3, 0.2])        # 2.1415
     tl.eval.classify(lm, ["a gem of a film"], ["negative", "positive"])[0].label
     tl.eval.multiple_choice(lm, "Question: 2 + 2 =\\nAnswer:", ["4", "5"]).best

@@ -23,7 +23,13 @@ summed, never averaged). Byte and word perplexity follow lm-evaluation-harness:
     byte_perplexity = exp(Σ NLL / bytes)
     word_perplexity = exp(Σ NLL / words)       words = whitespace-separated pieces
 
-with bytes counted in UTF-8 over the whole text. Under torch.distributed (e.g.
+with bytes counted in UTF-8 over the whole text.
+
+Tasks. `task="wikitext"` reproduces lm-evaluation-harness's `wikitext` task instead
+(eval/wikitext.py): it scores the detokenized WikiText pages but counts words and
+bytes on the raw ones, puts the tokenizer's BOS in front (lm-eval's prefix for
+Hugging Face models; <|im_start|> for SmolLM2) and uses disjoint windows of the
+model's whole context. Under torch.distributed (e.g.
 `torchrun`), batches of windows are dealt to the ranks in turn and the sums are
 all-reduced in float64, so every rank gets the one-process result.
 """
@@ -31,7 +37,6 @@ all-reduced in float64, so every rank gets the one-process result.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,11 +45,13 @@ import torch
 
 import tokenloom
 from tokenloom.errors import InvalidArgument
+from tokenloom.eval import wikitext
 from tokenloom.eval.distributed import all_reduce_sums, shard
 from tokenloom.eval.scoring import ScoredBatch, batches, run_batches
 
 DEFAULT_CONTEXT = 2048
 BATCH_TOKENS = 2048  # default windows per forward pass: about this many input tokens (see `check_windows`)
+TASKS = ("wikitext",)  # presets that reproduce a peer's evaluation (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -120,15 +127,18 @@ def prefix_token_id(tokenizer) -> int:
     raise InvalidArgument("bos=True needs a <|endoftext|>, BOS or EOS token; this tokenizer has none")
 
 
-def encode_texts(lm, texts: list[str], bos: bool) -> list[torch.Tensor]:
-    """Token ids of each text, as they will be scored (with the prefix token if bos)."""
+def encode_texts(lm, texts: list[str], bos: bool, prefix: int | None = None) -> list[torch.Tensor]:
+    """Token ids of each text, as they will be scored: after `prefix` if given, else after
+    `prefix_token_id` if bos."""
+    if prefix is None and bos:
+        prefix = prefix_token_id(lm.tokenizer)
     docs = []
     for i, text in enumerate(texts):
         if not text.strip():
             raise InvalidArgument(f"text {i} is empty: give some text to score")
         ids = lm.tokenizer.encode(text, add_bos=False)
-        if bos:
-            ids = [prefix_token_id(lm.tokenizer)] + ids
+        if prefix is not None:
+            ids = [prefix] + ids
         if len(ids) < 2:
             raise InvalidArgument(
                 f"text {i} has {len(ids)} token; perplexity needs at least 2 (one of context, one scored), "
@@ -158,27 +168,32 @@ def check_windows(lm, context: int | None, stride: int | None, batch_size: int |
     return context, stride, batch_size
 
 
-def signature(lm, context: int, stride: int, bos: bool, n_texts: int) -> str:
-    """Every option that produced a number, sacrebleu-style."""
+def signature(lm, context: int, stride: int, bos: bool | str, n_texts: int, task: str = "") -> str:
+    """Every option that produced a number, sacrebleu-style; bos: a bool, or the prefix's name."""
+    prefix = bos if isinstance(bos, str) else "endoftext" if bos else "no"
     return (
-        f"model:{lm.name or 'unnamed'}|precision:{lm.precision}|context:{context}|stride:{stride}"
-        f"|bos:{'endoftext' if bos else 'no'}|texts:{n_texts}|version:{tokenloom.__version__}"
+        f"{task}model:{lm.name or 'unnamed'}|precision:{lm.precision}|context:{context}|stride:{stride}"
+        f"|bos:{prefix}|texts:{n_texts}|version:{tokenloom.__version__}"
     )
 
 
 def perplexity(
     lm,
-    text_or_files,
+    text_or_files=None,
     *,
     context: int | None = None,
     stride: int | None = None,
     batch_size: int | None = None,
     bos: bool = False,
+    task: str | None = None,
+    data: str | Path | None = None,
+    split: str = "test",
+    limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     top: int = 0,
     on_batch: Callable[[ScoredBatch], None] | None = None,
 ) -> PerplexityResult:
-    """Perplexity of `lm` on a text, a file (Path) or a list of them.
+    """Perplexity of `lm` on a text, a file (Path) or a list of them, or on a task's data.
 
     context: input tokens per window (default min(model context, 2048)); stride:
     new tokens scored per window (default context // 4; = context for disjoint
@@ -186,10 +201,48 @@ def perplexity(
     progress(done, total) is called after each batch of windows of this rank;
     on_batch receives each `ScoredBatch` (with the `top` likeliest tokens at every
     scored position when top > 0), e.g. to draw a surprisal map.
+
+    task="wikitext": lm-evaluation-harness's wikitext task on the pages of `data` (a raw
+    WikiText file; default: the local WikiText-2 file of `split`), the first `limit` of
+    them; context defaults to the model's whole context, windows are disjoint.
     """
+    if task is not None:
+        return _wikitext(lm, text_or_files, context, stride, batch_size, bos, task, data, split, limit,
+                         progress=progress, top=top, on_batch=on_batch)
+    if data is not None or limit is not None:
+        raise InvalidArgument("data= and limit= belong to a task (task='wikitext'); pass plain text as text_or_files")
+    if text_or_files is None:
+        raise InvalidArgument("no text given: pass a string, a file path or a list of them (or task='wikitext')")
     context, stride, batch_size = check_windows(lm, context, stride, batch_size)
     texts = read_texts(text_or_files)
     docs = encode_texts(lm, texts, bos)
+    return _score(lm, docs, texts, context, stride, batch_size, signature(lm, context, stride, bos, len(texts)),
+                  progress, top, on_batch)
+
+
+def _wikitext(lm, text_or_files, context, stride, batch_size, bos, task, data, split, limit, **hooks):
+    """lm-eval's wikitext task: detokenized pages scored, raw pages counted (eval/wikitext.py)."""
+    if task not in TASKS:
+        raise InvalidArgument(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+    if text_or_files is not None:
+        raise InvalidArgument("task='wikitext' reads its pages from data= (a raw WikiText file), not from text")
+    if bos:
+        raise InvalidArgument("the wikitext task puts the tokenizer's BOS in front, as lm-eval does; leave bos out")
+    context = lm.config.max_seq_len if context is None else context  # lm-eval's max_length: the model's context
+    if stride is not None and stride != context:
+        raise InvalidArgument(f"the wikitext task scores disjoint windows (stride = context = {context}), "
+                              f"as lm-eval does; leave stride out (got {stride})")
+    context, stride, batch_size = check_windows(lm, context, context, batch_size)
+    pages = wikitext.load_pages(data, split, limit)
+    prefix = wikitext.prefix_token_id(lm.tokenizer)
+    docs = encode_texts(lm, [wikitext.detokenize(page) for page in pages], bos=False, prefix=prefix)
+    source = f"split:{split}" if data is None else f"data:{Path(data).name}"
+    sig = signature(lm, context, stride, lm.tokenizer.token_text(prefix), len(pages), f"task:wikitext|{source}|")
+    return _score(lm, docs, pages, context, stride, batch_size, sig, **hooks)
+
+
+def _score(lm, docs, counted: list[str], context, stride, batch_size, sig, progress=None, top=0, on_batch=None):
+    """Score `docs` in windows; bytes and words are counted on the texts `counted`."""
     rank, world = shard()
     plan = batches(docs, context, stride, batch_size)[rank::world]
     nll_sum, tokens = 0.0, 0
@@ -201,12 +254,12 @@ def perplexity(
         if progress is not None:
             progress(done, len(plan))
     nll_sum, tokens = all_reduce_sums(nll_sum, tokens)
-    n_bytes = sum(len(t.encode("utf-8")) for t in texts)
-    n_words = sum(len(re.split(r"\s+", t)) for t in texts)  # as lm-evaluation-harness counts
+    n_bytes = sum(len(t.encode("utf-8")) for t in counted)
+    n_words = sum(map(wikitext.word_count, counted))  # as lm-evaluation-harness counts
     mean = nll_sum / tokens
     return PerplexityResult(
         perplexity=math.exp(mean), nll=mean, tokens=tokens,
         bits_per_byte=nll_sum / (n_bytes * math.log(2)), byte_perplexity=math.exp(nll_sum / n_bytes),
         word_perplexity=math.exp(nll_sum / n_words), bytes=n_bytes, words=n_words,
-        context=context, stride=stride, signature=signature(lm, context, stride, bos, len(texts)),
+        context=context, stride=stride, signature=sig,
     )

@@ -1,7 +1,7 @@
 """One sequence's life, and the forward passes the scheduler runs for it.
 
     prefill(chunk)              prompt positions [a, b) of one sequence into its cache slot
-    sample                      processors + selector, rows grouped by their SamplingParams
+    sample                      processors + selector, rows grouped by equal chain fields (chain_key)
     stop?                       EOS ids, stop token ids, stop strings, max_tokens, the context
     decode(next ids)            one position for every running sequence, each at its own length
 
@@ -43,6 +43,11 @@ class TokenLogprob:
     logprob: float
     top: list[tuple[str, int, float]] = field(default_factory=list)
 
+    def to_dict(self) -> dict:
+        """{'token', 'id', 'logprob', 'top': [{'token', 'id', 'logprob'}, ...]}, as `generate --json` prints it."""
+        return {"token": self.token, "id": self.id, "logprob": self.logprob,
+                "top": [{"token": s, "id": j, "logprob": v} for s, j, v in self.top]}
+
 
 @dataclass
 class Completion:
@@ -59,12 +64,16 @@ class Completion:
     semantic_rollbacks: int = 0
 
     def to_dict(self) -> dict:
+        """The JSON of `generate --json`: every key always present; `stop_reason` is None unless a
+        stop string or stop token ended it, `logprobs` None unless the request asked for them."""
         return {
             "text": self.text,
             "token_ids": self.token_ids,
             "finish_reason": self.finish_reason,
+            "stop_reason": self.stop_reason,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "logprobs": None if self.logprobs is None else [t.to_dict() for t in self.logprobs],
         }
 
 
@@ -267,8 +276,12 @@ def chain_key(params: SamplingParams) -> tuple:
 
 
 class SamplerGroups:
-    """Sequences whose params build the same chain share one sampler and one batched pass
-    (each row still draws from its own generator)."""
+    """Sequences whose params build the same chain share one sampler and one batched pass.
+
+    Rows are grouped by value (`chain_key`), not by which SamplingParams object they hold.
+    That is safe because a Sampler holds no per-row state: each row keeps its own
+    generator, its own history (penalties, DRY, min_tokens) and its own state dict
+    (mirostat's μ, a structured-output constraint), all passed in at every step."""
 
     def __init__(self, sequences: list[Sequence], vocab_size: int, eos_ids: tuple[int, ...], tokenizer=None):
         self.sequences = sequences

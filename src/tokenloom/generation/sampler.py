@@ -155,15 +155,6 @@ BUILDERS: dict[str, Builder] = {
 }
 
 
-def seeded_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator | None:
-    """A torch.Generator seeded with `seed`, or None (the global RNG) when seed is None."""
-    if seed is None:
-        return None
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
-    return generator
-
-
 class Sampler:
     """Turns (B, V) logits into (B,) next ids under one SamplingParams.
 

@@ -33,7 +33,8 @@ from tokenloom.metrics.lcs import lcs_length, lcs_picks, match_masks
 from tokenloom.metrics.text import clipped_overlap, counts, ngram_iter, rouge_line_tokens, rouge_tokens
 
 DEFAULT_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-_NGRAM_TYPE = re.compile(r"rouge([1-9][0-9]*)$")
+_NGRAM_TYPE = re.compile(r"rouge[1-9]$")  # rouge-score 0.1.2 takes one digit: rouge10 is "Invalid rouge type"
+ALLOWED_TYPES = "rouge1 ... rouge9, rougeL, rougeLsum"
 
 
 class RougeScore(NamedTuple):
@@ -145,10 +146,10 @@ def _check_types(types) -> tuple[str, ...]:
         types = [t.strip() for t in types.split(",") if t.strip()]
     types = tuple(types)
     for kind in types:
-        if kind not in ("rougeL", "rougeLsum") and not _NGRAM_TYPE.match(kind):
-            raise InvalidArgument(f"unknown ROUGE type {kind!r}; use rougeN (N >= 1), rougeL or rougeLsum")
+        if not isinstance(kind, str) or (kind not in ("rougeL", "rougeLsum") and not _NGRAM_TYPE.match(kind)):
+            raise InvalidArgument(f"unknown ROUGE type {kind!r}; allowed: {ALLOWED_TYPES} (as rouge-score)")
     if not types:
-        raise InvalidArgument("give at least one ROUGE type")
+        raise InvalidArgument(f"give at least one ROUGE type; allowed: {ALLOWED_TYPES}")
     return types
 
 

@@ -19,6 +19,7 @@ import torch
 
 from tokenloom.model import blocks
 from tokenloom.model.kv_cache import DecodeView
+from tokenloom.model.rope import Rope
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +46,14 @@ class FusedDecoder:
             self._keep.extend(tensors)
             return (ctypes.c_void_p * len(layers))(*[t.data_ptr() for t in tensors])
 
-        rope = (model.rope_cos.contiguous(), model.rope_sin.contiguous())
-        self._keep.extend(rope)
+        rope = Rope.tables(model.rope_cos.contiguous(), model.rope_sin.contiguous())  # (L, D) each
+        self._keep.extend((rope.cos, rope.sin))
         self._arrays = [norms(lambda b: b.attn_norm), norms(lambda b: b.mlp_norm),
                         weights(lambda b: b.attn.qkv), weights(lambda b: b.attn.out),
                         weights(lambda b: b.mlp.up), weights(lambda b: b.mlp.down)]
         self.struct = blocks._Model(c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.head_dim, c.hidden_dim,
-                                    rope[0].shape[0], c.norm_eps, *self._arrays,
-                                    rope[0].data_ptr(), rope[1].data_ptr())
+                                    rope.cos.shape[0], c.norm_eps, *self._arrays,
+                                    rope.cos.data_ptr(), rope.sin.data_ptr())
         self._cache_key, self._cache = None, None
 
     @classmethod

@@ -24,6 +24,7 @@ from tokenloom.model import native
 from tokenloom.model.config import ModelConfig
 from tokenloom.model.kernels import Linear, Packed, packed_linear
 from tokenloom.model.kv_cache import KVPool
+from tokenloom.model.rope import Rope, rope_matrices, rope_tables, rotate_queries_keys
 
 
 class _RMSNormFunction(torch.autograd.Function):
@@ -88,44 +89,6 @@ def make_norm(config: ModelConfig) -> nn.Module:
     return nn.LayerNorm(config.dim, eps=config.norm_eps)
 
 
-def rope_tables(config: ModelConfig, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin of shape (length, head_dim): angle(p, i) = p · θ^(-2i/d), halves repeated."""
-    half = config.head_dim // 2
-    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, half, dtype=torch.float32) / half))
-    angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)  # (L, D/2)
-    angles = torch.cat([angles, angles], dim=-1)  # (L, D)
-    return angles.cos(), angles.sin()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (x_i, x_{i+D/2}) by the position's angle. x: (B, H, T, D); cos/sin: (B, 1, T, D)."""
-    if native.rope_usable(x, cos, sin):  # long float32 inputs without gradients: one pass
-        return native.rope(x, cos, sin)
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos + rotated * sin
-
-
-def rope_matrices(cos: torch.Tensor, sin: torch.Tensor, n_heads: int, n_kv_heads: int) -> torch.Tensor:
-    """The rotation of one position as a matrix per head, queries pre-scaled by 1/√D.
-
-    cos/sin: (B, D) for one position per row. rope(x) = x·cos + rot(x)·sin, where
-    rot(x) = (−x_{D/2:}, x_{:D/2}), is the row vector x times R = diag(cos) + P·diag(sin)
-    with P the signed swap of halves. Decoding applies it to all query and key heads
-    in one batched product, (B, H + Hkv, 1, D) @ (B, H + Hkv, D, D); the attention
-    scale 1/√D rides on the query heads' matrices. Returns (B, H + Hkv, D, D).
-    """
-    B, D = cos.shape
-    half = D // 2
-    R = torch.diag_embed(cos)  # (B, D, D)
-    idx = torch.arange(half)
-    R[:, idx + half, idx] = -sin[:, :half]  # rot[j] = −x[j + D/2]
-    R[:, idx, idx + half] = sin[:, half:]  # rot[j + D/2] = x[j]
-    scale = torch.full((n_heads + n_kv_heads, 1, 1), 1.0)
-    scale[:n_heads] = 1.0 / math.sqrt(D)
-    return R[:, None] * scale  # (B, H + Hkv, D, D)
-
-
 MATH_ATTENTION_MAX_T = 128  # compiled windows up to this length use the plain products (see Attention.attend)
 
 
@@ -138,22 +101,20 @@ class Attention(nn.Module):
         self.split = (q_dim, kv_dim, kv_dim)
         self.qkv = Linear(config.dim, q_dim + 2 * kv_dim, bias=config.bias)
         self.out = Linear(q_dim, config.dim, bias=config.bias)
-        self.use_rope = config.positions == "rope"
 
-    def forward(self, x, rope, cache, keep: int | None = None) -> torch.Tensor:
+    def forward(self, x, rope: Rope | None, cache, keep: int | None = None) -> torch.Tensor:
         """(B, T, C) → (B, T, C); with `keep`, the output for the last `keep` positions only,
         (B, keep, C): keys and values still come from (and go to the cache for) all T.
+        rope: the pass's rotary inputs (model/rope.py), None for learned positions.
         cache: a view of the runtime's KV cache (model/kv_cache.py) or None (plain causal)."""
         B, T, _ = x.shape
         # Attention itself runs in float32 whatever the weights' precision: the CPU's
         # bfloat16 batched products are slower than float32 ones at these sizes.
         heads = self.qkv(x).float().view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, H + 2·Hkv, T, D)
         n_qk = self.n_heads + self.n_kv_heads
-        scaled = rope is not None and len(rope) == 1  # one position: rope is ((B, H + Hkv, D, D) matrices,)
-        if scaled:  # queries (already scaled by 1/√D) and keys rotate in one product
-            q, k = torch.matmul(heads[:, :n_qk], rope[0]).split((self.n_heads, self.n_kv_heads), dim=1)
-        elif self.use_rope:  # queries and keys rotate together, values pass through
-            q, k = apply_rope(heads[:, :n_qk], *rope).split((self.n_heads, self.n_kv_heads), dim=1)
+        scaled = rope is not None and rope.prescaled  # queries already scaled by 1/√D
+        if rope is not None:  # queries and keys rotate together, values pass through
+            q, k = rotate_queries_keys(heads[:, :n_qk], rope).split((self.n_heads, self.n_kv_heads), dim=1)
         else:
             q, k = heads[:, : self.n_heads], heads[:, self.n_heads : n_qk]
         v = heads[:, n_qk:]  # (B, Hkv, T, D)
@@ -247,7 +208,7 @@ class Block(nn.Module):
         self.attn_norm, self.attn = make_norm(config), Attention(config, layer)
         self.mlp_norm, self.mlp = make_norm(config), MLP(config)
 
-    def forward(self, x, h, rope, cache, keep: int | None = None):
+    def forward(self, x, h, rope: Rope | None, cache, keep: int | None = None):
         """The block on the residual stream x + h, where h is the previous block's last output
         (None for the first block); (B, T, C) each. Returns the stream and this block's MLP
         output, (B, T, C) each, or (B, keep, C) for the last `keep` positions (see Attention).
@@ -343,10 +304,11 @@ class Transformer(nn.Module):
                 self.setup_rope()
             if T == 1:  # decoding: one rotation matrix per head
                 c = self.config
-                rope = (rope_matrices(self.rope_cos[positions[:, 0]], self.rope_sin[positions[:, 0]],
-                                      c.n_heads, c.n_kv_heads),)
+                rope = Rope.rotations(rope_matrices(self.rope_cos[positions[:, 0]], self.rope_sin[positions[:, 0]],
+                                                    c.n_heads, c.n_kv_heads))  # (B, H + Hkv, D, D)
             else:
-                rope = (self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1))  # (B, 1, T, D)
+                rope = Rope.angles(self.rope_cos[positions].unsqueeze(1),
+                                   self.rope_sin[positions].unsqueeze(1))  # (B, 1, T, D) each
         x = self.drop(x)
         last, h = len(self.blocks) - 1, None
         for i, block in enumerate(self.blocks):
