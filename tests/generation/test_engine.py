@@ -149,7 +149,9 @@ def test_completion_dict_carries_the_stop_reason_and_the_logprobs(tiny):
     out = tiny.generate("The cat", tl.SamplingParams(max_tokens=8, stop_token_ids=[first[3]], logprobs=2, **GREEDY))
     d = out.to_dict()
     assert d["finish_reason"] == "stop" and d["stop_reason"] == first[3]
-    assert len(d["logprobs"]) == len(out.logprobs) > 0
+    kept = first.index(first[3])  # tokens before the first occurrence of the stop id
+    assert len(d["logprobs"]) == len(out.logprobs) == len(out.token_ids) == kept > 0  # the stop id is in neither
+    assert [e["id"] for e in d["logprobs"]] == out.token_ids
     entry, raw = d["logprobs"][0], out.logprobs[0]
     assert entry == {"token": raw.token, "id": raw.id, "logprob": raw.logprob,
                      "top": [{"token": s, "id": j, "logprob": v} for s, j, v in raw.top]}

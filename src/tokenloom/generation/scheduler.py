@@ -336,8 +336,8 @@ class Scheduler(LoopRunner):
             seq = job.seq
             text, reason = seq.accept(token)
             seq.pending = token
-            if logprob is not None:
-                seq.logprobs.append(logprob)
+            if logprob is not None and len(seq.logprobs) < len(seq.ids):  # one per kept token: an
+                seq.logprobs.append(logprob)  # ending EOS or stop id is not in token_ids, nor here
             done = seq.completion(reason) if reason else None
             self._emit(job, token, text, logprob, done)
             if done is None:
