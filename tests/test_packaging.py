@@ -113,8 +113,8 @@ def installed_files(package: Path) -> set[str]:
     return {p.relative_to(package).as_posix() for p in package.rglob("*") if p.is_file()}
 
 
-@pytest.mark.slow  # a venv, an install, two CLI runs that build the C kernels afresh: tens of seconds
-def test_the_installed_wheel_runs_doctor_and_demo_far_from_the_clone(wheel, tmp_path):
+@pytest.mark.slow  # a venv, an install, two CLI runs that build the C kernels afresh, the docs examples
+def test_the_installed_wheel_runs_doctor_demo_and_the_docs_examples(wheel, tmp_path):
     venv = fresh_venv(tmp_path, wheel)
     work, cache = tmp_path / "elsewhere", tmp_path / "cache"
     work.mkdir()
@@ -142,3 +142,10 @@ def test_the_installed_wheel_runs_doctor_and_demo_far_from_the_clone(wheel, tmp_
     assert "greedy" in demo and "top-p" in demo and "P(l=10)" in demo, demo
     assert (work / "demo.png").stat().st_size > 1000
     assert installed_files(package) == before, "running tokenloom wrote into its installed package folder"
+    # Every example of the docs, run by the installed package: the docs' own tests, in a child
+    # that imports tokenloom from the fresh venv before pytest can find anything else.
+    check = (f"import sys, tokenloom, pytest; assert tokenloom.__file__.startswith({str(venv)!r}), tokenloom.__file__; "
+             f"sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '--rootdir', {str(ROOT)!r}, "
+             f"{str(ROOT / 'tests' / 'docs' / 'test_examples.py')!r}]))")
+    examples = run(str(venv / "bin" / "python"), "-c", check)
+    assert re.search(r"\d+ passed", examples) and "failed" not in examples, examples
