@@ -9,10 +9,11 @@ from hypothesis import strategies as st
 from transformers.generation import logits_process as hf
 
 from tokenloom.errors import InvalidArgument
+from tokenloom.generation.columns import nucleus_probe
 from tokenloom.generation.history import TokenHistory
 from tokenloom.generation.processors import (
     FrequencyPenalty, LogitBias, MinP, MinTokens, NoRepeatNGram, PresencePenalty, RepetitionPenalty,
-    Temperature, TopK, TopP, Typical, _nucleus_probe, banned_ngram_tokens,
+    Temperature, TopK, TopP, Typical, banned_ngram_tokens,
 )
 
 FAST = settings(max_examples=60, deadline=None)
@@ -133,10 +134,13 @@ def test_top_p_after_top_k_on_a_full_vocabulary_gives_the_full_sort_result():
     assert 1 <= int(ours.isfinite().sum(-1).min()) and int(ours.isfinite().sum(-1).max()) <= 40
 
 
-@pytest.mark.parametrize("scale,p,probed", [(4.0, 0.9, True), (0.1, 0.5, False)])
+@pytest.mark.parametrize("scale,p,probed", [(4.0, 0.9, 1024), (2.5, 0.9, 8192), (0.1, 0.5, None)])
 def test_top_p_on_a_full_vocabulary_matches_hf_with_or_without_the_partial_sort(scale, p, probed):
+    """A peaked row is decided by its best 1024 tokens, a flatter one by its best 8192 (the best
+    1023 hold 0.69 of the mass at scale 2.5, the best 8191 0.94), a flat one by the full sort."""
     logits = torch.randn(2, 49152, generator=torch.Generator().manual_seed(3)) * scale  # (2, V)
-    assert (_nucleus_probe(logits.double().softmax(-1), p) is not None) == probed
+    probe = nucleus_probe(logits.double().softmax(-1), p)
+    assert (None if probe is None else probe[2].shape[-1]) == probed
     ours = TopP(p)(empty_history(logits), logits)
     assert_same_up_to_boundary_ties(ours, hf.TopPLogitsWarper(p)(dummy_ids(logits), logits))
 

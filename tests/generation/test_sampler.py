@@ -9,7 +9,7 @@ from transformers.generation import logits_process as hf
 from tokenloom.errors import InvalidArgument
 from tokenloom.generation.history import TokenHistory
 from tokenloom.generation.params import SamplingParams
-from tokenloom.generation.processors import TopK
+from tokenloom.generation.processors import TopK, TopP
 from tokenloom.generation.sampler import BUILDERS, ORDERS, Sampler
 
 EVERYTHING_ON = dict(temperature=0.7, top_k=5, top_p=0.9, min_p=0.05, typical_p=0.95, repetition_penalty=1.3,
@@ -247,4 +247,33 @@ def test_a_chain_narrowed_after_top_k_keeps_and_draws_what_full_rows_do(monkeypa
     monkeypatch.setattr(columns, "NARROW_SHARE", 10**9)  # never narrow
     full = run()
     assert torch.equal(narrowed[0], full[0]) and narrowed[0].sum(-1).max() <= 50
+    assert torch.equal(narrowed[1], full[1])
+
+
+@pytest.mark.parametrize("order", ["hf", "vllm", "llama.cpp", "tokenloom"])
+@pytest.mark.parametrize("flat", [False, True])
+def test_a_chain_narrowed_after_top_p_keeps_and_draws_what_full_rows_do(monkeypatch, order, flat):
+    """Without top-k, top-p's probe (the nucleus inside the best 1024 tokens) hands the rest of the
+    chain and the draw 1024 columns instead of 16,384; a row too flat for the probe keeps full rows.
+    Either way the kept sets and every seeded draw equal those of the chain on full rows."""
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(6, 16384, generator=gen) * 4
+    if flat:
+        logits[2] = torch.randn(16384, generator=gen) * 0.1  # its 0.9 nucleus needs far more than 1024 tokens
+    params = SamplingParams(order=order, temperature=0.8, top_p=0.9, min_p=0.02, top_k=0, seed=0)  # hf: no top-k 50
+    sampler = Sampler(params, vocab_size=16384)
+
+    def run():
+        history = TokenHistory([[1, 2, 3]] * 6, 16384)
+        generators = [torch.Generator().manual_seed(i) for i in range(6)]
+        kept = torch.isfinite(sampler.process(history, logits))
+        draws = [sampler(history, logits, generators) for _ in range(20)]
+        return kept, torch.stack(draws)
+
+    narrowed = run()
+    _, ids = sampler._chain(TokenHistory([[1, 2, 3]] * 6, 16384), logits, None)
+    assert (ids is None) == flat and (flat or ids.shape[1] <= 1024)  # the chain ran narrowed unless flat
+    monkeypatch.setattr(TopP, "narrows", False)
+    full = run()
+    assert torch.equal(narrowed[0], full[0]) and narrowed[0].sum(-1).max() > 1
     assert torch.equal(narrowed[1], full[1])

@@ -10,7 +10,8 @@ import torch
 
 from tokenloom.generation.history import TokenHistory
 from tokenloom.generation.params import SamplingParams
-from tokenloom.generation.processors import TopP, _nucleus_probe
+from tokenloom.generation.columns import nucleus_probe
+from tokenloom.generation.processors import TopP
 from tokenloom.generation.sampler import Sampler
 
 
@@ -34,7 +35,7 @@ def test_p_just_above_a_boundary_keeps_the_reference_count_on_the_fast_path(case
         probs = torch.sort(logits.double().softmax(-1), descending=True).values
         r = 1 + case % 40
         p = float(probs[:r].sum()) + 1e-5  # 1e-5 above the boundary after the r-th token
-        probed += _nucleus_probe(logits.double().softmax(-1)[None], p) is not None
+        probed += nucleus_probe(logits.double().softmax(-1)[None], p) is not None
         wrong += kept_count(logits, p) != reference_count(logits, p)
     assert wrong == 0 and probed >= cases // 2  # most cases went through the fast path
 

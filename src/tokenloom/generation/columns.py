@@ -32,3 +32,35 @@ def widen(scores: torch.Tensor, ids: torch.Tensor, vocab_size: int) -> torch.Ten
     """Narrowed scores (B, m) back to full rows (B, V), -inf outside their ids."""
     full = torch.full((scores.shape[0], vocab_size), NEG_INF, dtype=scores.dtype, device=scores.device)
     return full.scatter_(-1, ids, scores)
+
+
+NUCLEUS_PROBES = (1024, 8192)  # candidate counts tried, in turn, before top-p sorts whole rows
+
+
+def nucleus_probe(probs: torch.Tensor, p: float, min_keep: int = 0):
+    """Top-p without a full sort, when the nucleus surely lies inside the best M tokens, M the
+    first of NUCLEUS_PROBES that holds it (a peaked row needs 1024, a flat one at low
+    temperature up to 8192; a vocabulary under 6·M, or min_keep ≥ M, rules M out).
+
+    probs: (B, V) float64. If the best M-1 tokens of every row already hold mass ≥ p,
+    every token from the M-th on has at least p above it and is dropped, so sorting the
+    best M decides everything. The mass outside them is their actual float64 sum (not
+    1 − Σ best M, which would trust the softmax to sum to 1), so this path keeps exactly
+    what the full sort keeps. Returns (probs worst first, order, ids, rest mass), or None.
+    """
+    for m in NUCLEUS_PROBES:
+        if probs.shape[-1] < 6 * m or min_keep >= m:
+            return None
+        top = torch.topk(probs, m, dim=-1)  # (B, M) best first
+        if bool((top.values[:, :-1].sum(dim=-1) >= p).all()):
+            break
+    else:
+        return None
+    last = top.values[:, -1:]  # (B, 1) topk picks among tokens tied here at random, not by lowest id
+    if bool(((probs == last).sum(-1) != (top.values == last).sum(-1)).any()):
+        return None
+    ids = top.indices.sort(dim=-1).values  # (B, M) ascending ids
+    values, order = torch.sort(probs.gather(-1, ids), dim=-1, descending=True, stable=True)  # (B, M)
+    outside = probs.scatter(-1, ids, 0.0)  # (B, V) the tokens the probe did not sort
+    rest = outside.sum(dim=-1, keepdim=True)  # (B, 1)
+    return values.flip(-1), order.flip(-1), ids, rest

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 
 from tokenloom.errors import InvalidArgument
-from tokenloom.generation.columns import narrow
+from tokenloom.generation.columns import narrow, nucleus_probe
 from tokenloom.generation.explain import StepExplanation, explain_change, top_tokens  # noqa: F401 (re-exported)
 from tokenloom.generation.history import TokenHistory
 from tokenloom.generation.params import check_float, check_int, check_token_ids
@@ -284,33 +284,6 @@ def _drop_sorted(logits: torch.Tensor, drop: torch.Tensor, order: torch.Tensor,
     return logits.masked_fill(~keep, NEG_INF)
 
 
-NUCLEUS_PROBE = 1024
-
-
-def _nucleus_probe(probs: torch.Tensor, p: float):
-    """Top-p without a full sort, when the nucleus surely lies inside the best NUCLEUS_PROBE tokens.
-
-    probs: (B, V) float64. If the best M-1 tokens of every row already hold mass ≥ p,
-    every token from the M-th on has at least p above it and is dropped, so sorting the
-    best M decides everything. The mass outside them is their actual float64 sum (not
-    1 − Σ best M, which would trust the softmax to sum to 1), so this path keeps exactly
-    what the full sort keeps. Returns (probs worst first, order, ids, rest mass), or None.
-    """
-    if probs.shape[-1] < 8 * NUCLEUS_PROBE:
-        return None
-    top = torch.topk(probs, NUCLEUS_PROBE, dim=-1)  # (B, M) best first
-    if not bool((top.values[:, :-1].sum(dim=-1) >= p).all()):
-        return None
-    last = top.values[:, -1:]  # (B, 1) topk picks among tokens tied here at random, not by lowest id
-    if bool(((probs == last).sum(-1) != (top.values == last).sum(-1)).any()):
-        return None
-    ids = top.indices.sort(dim=-1).values  # (B, M) ascending ids
-    values, order = torch.sort(probs.gather(-1, ids), dim=-1, descending=True, stable=True)  # (B, M)
-    outside = probs.scatter(-1, ids, 0.0)  # (B, V) the tokens the probe did not sort
-    rest = outside.sum(dim=-1, keepdim=True)  # (B, 1)
-    return values.flip(-1), order.flip(-1), ids, rest
-
-
 class TopP(LogitsProcessor):
     """Nucleus sampling: keep the smallest set of most likely tokens whose mass reaches p.
 
@@ -327,6 +300,7 @@ class TopP(LogitsProcessor):
 
     name = "top_p"
     value_only = True
+    narrows = True  # when the probe decides, at most max(NUCLEUS_PROBES) columns survive
 
     def __init__(self, p: float, min_keep: int = 0):
         self.p = check_float("top_p", p, 0.0, 1.0, low_open=True)
@@ -336,21 +310,38 @@ class TopP(LogitsProcessor):
         if self.p == 1.0:
             return logits
         probs = logits.double().softmax(dim=-1)  # (B, V) float64
-        probe = _nucleus_probe(probs, self.p) if self.min_keep < NUCLEUS_PROBE else None
+        probe = nucleus_probe(probs, self.p, self.min_keep)
         if probe is not None:
-            return self._drop_tail(logits, *probe)
+            probs, order, ids, rest = probe
+            return _drop_sorted(logits, self._drop(probs, rest), order, ids)
+        return self._full_rows(logits, probs)
+
+    def narrowed(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """The same step as (B, M) columns (ids ascending, dropped ones -inf) when the probe decides
+        every row, so that what follows (the draw above all) reads M columns, not V; else the full
+        step, narrowed where few survive (columns.narrow). The kept set is the one __call__ keeps."""
+        if self.p == 1.0:
+            return None
+        probs = logits.double().softmax(dim=-1)  # (B, V) float64
+        probe = nucleus_probe(probs, self.p, self.min_keep)
+        if probe is None:
+            return narrow(self._full_rows(logits, probs))
+        probs, order, ids, rest = probe
+        keep = torch.zeros_like(order, dtype=torch.bool).scatter_(-1, order, ~self._drop(probs, rest))
+        return logits.gather(-1, ids).masked_fill(~keep, NEG_INF), ids
+
+    def _full_rows(self, logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         values, ids = narrow(logits)  # (B, m)
         order = torch.sort(values, dim=-1, descending=True, stable=True).indices  # (B, m) best first
         chosen = probs if ids is None else probs.gather(-1, ids)  # (B, m)
-        return self._drop_tail(logits, chosen.gather(-1, order).flip(-1), order.flip(-1), ids)
+        return _drop_sorted(logits, self._drop(chosen.gather(-1, order).flip(-1)), order.flip(-1), ids)
 
-    def _drop_tail(self, logits: torch.Tensor, probs: torch.Tensor, order: torch.Tensor,
-                   ids: torch.Tensor | None, rest: torch.Tensor | float = 0.0) -> torch.Tensor:
-        """probs: (B, m) float64 worst first (ties: highest id first); rest: mass outside the candidates."""
-        tail_mass = probs.cumsum(dim=-1) + rest  # (B, m)
-        drop = tail_mass <= 1 - self.p  # (B, m)
+    def _drop(self, probs: torch.Tensor, rest: torch.Tensor | float = 0.0) -> torch.Tensor:
+        """Which candidates go, in sorted order. probs: (B, m) float64 worst first (ties: highest id
+        first); rest: the mass outside the candidates."""
+        drop = probs.cumsum(dim=-1) + rest <= 1 - self.p  # (B, m): the tail mass from here down
         drop[:, max(drop.shape[-1] - max(self.min_keep, 1), 0):] = False
-        return _drop_sorted(logits, drop, order, ids)
+        return drop
 
     def describe(self) -> str:
         return f"top_p={self.p:g}"

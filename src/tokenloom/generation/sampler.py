@@ -212,7 +212,7 @@ class Sampler:
             if ids is not None and not processor.value_only:
                 scores, ids = widen(scores, ids, self.vocab_size), None
             later = steps[i + 1:]
-            if ids is None and processor.narrows and later and all(p.value_only for p in later):
+            if ids is None and processor.narrows and all(p.value_only for p in later):  # the draw reads columns too
                 quick = processor.narrowed(scores)  # top-k's survivors straight from its own ranking
                 scores, ids = quick if quick is not None else narrow(processor(history, scores))
                 continue
