@@ -216,6 +216,15 @@ def test_explain_refuses_a_history_of_several_rows():
         sampler.explain(TokenHistory([[], []], 4), torch.zeros(4))
 
 
+def kept_and_draws(sampler: Sampler, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the chain keeps of each row, and 20 seeded draws per row: (B, V) bool, (20, B)."""
+    rows, vocab = logits.shape
+    history = TokenHistory([[1, 2, 3]] * rows, vocab)
+    generators = [torch.Generator().manual_seed(i) for i in range(rows)]
+    kept = torch.isfinite(sampler.process(history, logits))
+    return kept, torch.stack([sampler(history, logits, generators) for _ in range(20)])
+
+
 @pytest.mark.parametrize("order", ["hf", "vllm", "llama.cpp", "tokenloom"])
 @pytest.mark.parametrize("extra", [dict(top_p=0.9, min_p=0.05), dict(typical_p=0.8), dict(top_p=0.5)])
 @pytest.mark.parametrize("tied_edge", [False, True])
@@ -234,18 +243,11 @@ def test_a_chain_narrowed_after_top_k_keeps_and_draws_what_full_rows_do(monkeypa
     params = SamplingParams(order=order, temperature=0.8, top_k=40, seed=0, **extra)
     sampler = Sampler(params, vocab_size=4096)
 
-    def run():
-        history = TokenHistory([[1, 2, 3]] * 6, 4096)
-        generators = [torch.Generator().manual_seed(i) for i in range(6)]
-        kept = torch.isfinite(sampler.process(history, logits))
-        draws = [sampler(history, logits, generators) for _ in range(20)]
-        return kept, torch.stack(draws)
-
-    narrowed = run()
+    narrowed = kept_and_draws(sampler, logits)
     _, ids = sampler._chain(TokenHistory([[1, 2, 3]] * 6, 4096), logits, None)
     assert ids is not None and ids.shape[1] <= 50  # the chain did run narrowed (ties="all" may keep 50)
     monkeypatch.setattr(columns, "NARROW_SHARE", 10**9)  # never narrow
-    full = run()
+    full = kept_and_draws(sampler, logits)
     assert torch.equal(narrowed[0], full[0]) and narrowed[0].sum(-1).max() <= 50
     assert torch.equal(narrowed[1], full[1])
 
@@ -263,17 +265,10 @@ def test_a_chain_narrowed_after_top_p_keeps_and_draws_what_full_rows_do(monkeypa
     params = SamplingParams(order=order, temperature=0.8, top_p=0.9, min_p=0.02, top_k=0, seed=0)  # hf: no top-k 50
     sampler = Sampler(params, vocab_size=16384)
 
-    def run():
-        history = TokenHistory([[1, 2, 3]] * 6, 16384)
-        generators = [torch.Generator().manual_seed(i) for i in range(6)]
-        kept = torch.isfinite(sampler.process(history, logits))
-        draws = [sampler(history, logits, generators) for _ in range(20)]
-        return kept, torch.stack(draws)
-
-    narrowed = run()
+    narrowed = kept_and_draws(sampler, logits)
     _, ids = sampler._chain(TokenHistory([[1, 2, 3]] * 6, 16384), logits, None)
     assert (ids is None) == flat and (flat or ids.shape[1] <= 1024)  # the chain ran narrowed unless flat
     monkeypatch.setattr(TopP, "narrows", False)
-    full = run()
+    full = kept_and_draws(sampler, logits)
     assert torch.equal(narrowed[0], full[0]) and narrowed[0].sum(-1).max() > 1
     assert torch.equal(narrowed[1], full[1])
