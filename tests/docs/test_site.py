@@ -14,7 +14,7 @@ from .conftest import ROOT
 
 KEY_PAGES = [
     "index.html", "getting-started.html", "models.html", "decoding.html", "internals.html", "evaluation.html",
-    "metrics.html", "human.html", "training.html", "serving.html", "retrieval.html", "performance.html",
+    "metrics.html", "human.html", "training.html", "serving.html", "retrieval.html", "performance.html", "quality.html",
     "reference/tokenloom.html", "reference/generation.html", "reference/eval.html", "reference/metrics.html",
     "reference/rag.html", "reference/human.html", "reference/training.html",
 ]

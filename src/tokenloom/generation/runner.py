@@ -5,7 +5,7 @@ steps for everyone until its own item arrives, one caller at a time under the st
 lock (`drive`). Why: on a CPU, PyTorch's OpenMP threads belong to the thread that
 starts a parallel region; once the thread that loaded the model has its own idle
 team, a second thread's products run markedly slower than the loading thread's
-(measured in docs/performance.md, "Threads and the decode loop").
+(measured in docs/performance.md, "Smaller measurements behind choices in the code").
 
 With a worker (`start_background`, what an asyncio server needs: an event loop
 cannot run steps), one daemon thread runs the loop, and `call(fn)` runs other

@@ -199,10 +199,12 @@ class Sampler:
                generators: Sequence[torch.Generator | None] | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The chain's scores, narrowed where it can be: (B, m) scores and their ids (B, m), or (B, V), None.
 
-        After top-k 40 a row of 49,152 has 40 finite scores, and every later step of the
-        usual chains (top-p, min-p, typical, temperature) looks at scores alone: those run
-        on the m surviving columns, ids ascending so that ties still go to the lowest id,
-        instead of full rows (docs/performance.md, "Serving", measures the saving). A step that needs token ids or the history gets full rows back first.
+        After top-k 40 a row of 49,152 has 40 finite scores (after top-p's probe, at most its
+        8192 candidates), and every later step of the usual chains (top-p, min-p, typical,
+        temperature) and the draw look at scores alone: those run on the m surviving
+        columns, ids ascending so that ties still go to the lowest id,
+        instead of full rows (docs/performance.md, "Serving", measures the saving). A step that
+        needs token ids or the history gets full rows back first.
         """
         if generators is not None:
             history.generators = list(generators)
