@@ -1,11 +1,14 @@
-"""Speculative decoding by prompt lookup against plain decoding, batch 1, summarisation prompts.
+"""Speculative decoding by prompt lookup against plain decoding, batch 1: summaries and retrieval answers.
 
-    python benchmarks/speculative.py [--articles 8] [--tokens 128] [--draft-tokens 5]
-                                     [--precision float32|native] [--quick]
+    python benchmarks/speculative.py [--task summary|retrieval] [--articles 8] [--tokens 128]
+                                     [--draft-tokens 5] [--precision float32|native] [--quick]
 
-Prompts: CNN/DailyMail test articles (../shared/data/cnndm_pointer_generator), cut to
---article-tokens tokens, in SmolLM2's chat template, asking for a three-sentence summary;
-greedy decoding up to --tokens tokens (or EOS). Both models run with the prefix cache off,
+Prompts, --task summary: CNN/DailyMail test articles (../shared/data/cnndm_pointer_generator),
+cut to --article-tokens tokens, in SmolLM2's chat template, asking for a three-sentence summary;
+greedy decoding up to --tokens tokens (or EOS). --task retrieval: XQuAD-en questions
+(../shared/data/squad_v1_dev_xquad_en) with their passage, as `tokenloom.rag.ask` prompts them
+(--style short: its few-shot prompt; chat: its instruction in the chat template) and with its
+stop strings, so an answer is what `ask` would generate from a perfect retrieval. Both models run with the prefix cache off,
 so each generation computes its prompt. Per article, plain and speculative runs alternate
 (--repeats times) and the fastest of each is kept, which damps the noise of a shared machine.
 
@@ -29,8 +32,9 @@ from tokenloom.generation.scheduler import RuntimeLimits
 from tokenloom.generation.speculative import PromptLookup
 from tokenloom.model.blocks import machine_line
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cnndm_pointer_generator" / \
-    "cnndm_test_stride23_500.jsonl"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED / "cnndm_pointer_generator" / "cnndm_test_stride23_500.jsonl"
+QA = SHARED / "squad_v1_dev_xquad_en" / "xquad_en_flat.jsonl"
 
 
 def prompts(lm, count: int, article_tokens: int) -> list[str]:
@@ -43,6 +47,25 @@ def prompts(lm, count: int, article_tokens: int) -> list[str]:
     return out
 
 
+def retrieval_prompts(lm, count: int, style: str) -> list[str]:
+    """One question per passage (the first), the passage as the only retrieved hit."""
+    from tokenloom.rag.prompt import messages, short_prompt
+
+    out, seen = [], set()
+    with open(QA, encoding="utf-8") as lines:
+        for line in lines:
+            row = json.loads(line)
+            if row["context"] in seen:
+                continue
+            seen.add(row["context"])
+            passages = [(row["title"].replace("_", " "), row["context"])]
+            out.append(short_prompt(row["question"], passages) if style == "short" else
+                       lm.tokenizer.apply_chat_template(messages(row["question"], passages)))
+            if len(out) == count:
+                break
+    return out
+
+
 def timed(lm, prompt: str, params) -> tuple[float, list[int]]:
     start = time.perf_counter()
     completion = lm.generate(prompt, params)
@@ -51,7 +74,9 @@ def timed(lm, prompt: str, params) -> tuple[float, list[int]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--articles", type=int, default=8)
+    parser.add_argument("--task", choices=("summary", "retrieval"), default="summary")
+    parser.add_argument("--style", choices=("short", "chat"), default="short", help="--task retrieval: ask's prompt style")
+    parser.add_argument("--articles", type=int, default=8, help="articles, or questions with --task retrieval")
     parser.add_argument("--article-tokens", type=int, default=400)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--draft-tokens", type=int, default=5)
@@ -72,16 +97,20 @@ def main() -> None:
     plain = tl.load(precision=args.precision, limits=limits)
     fast = tl.LanguageModel(plain.model, plain.tokenizer, limits=limits,
                             speculative=PromptLookup(args.draft_tokens, args.max_ngram, args.min_ngram))
-    greedy = tl.SamplingParams(temperature=0, max_tokens=args.tokens)
+    stop = () if args.task == "summary" else (("\n\n",) if args.style == "chat" else ("\n\n", "\nQuestion:", "\n["))
+    greedy = tl.SamplingParams(temperature=0, max_tokens=args.tokens, stop=stop)
     first = tl.SamplingParams(temperature=0, max_tokens=1)
     print(machine_line())
-    print(f"SmolLM2-135M-Instruct, {args.precision}; {args.articles} CNN/DM articles cut to {args.article_tokens} "
-          f"tokens; greedy, up to {args.tokens} tokens; up to {args.draft_tokens} drafted tokens per step "
+    what = (f"{args.articles} CNN/DM articles cut to {args.article_tokens} tokens" if args.task == "summary" else
+            f"{args.articles} XQuAD-en questions with their passage, ask's {args.style!r} prompt and stops")
+    print(f"SmolLM2-135M-Instruct, {args.precision}; {what}; greedy, up to {args.tokens} tokens; up to {args.draft_tokens} drafted tokens per step "
           f"(n-grams {args.min_ngram}..{args.max_ngram}); batch 1; {torch.get_num_threads()} torch threads")
     timed(plain, "Warm up.", greedy)
     totals = {"plain": 0.0, "fast": 0.0, "plain_decode": 0.0, "fast_decode": 0.0, "tokens": 0}
     equal = 0
-    for i, prompt in enumerate(prompts(plain, args.articles, args.article_tokens)):
+    chosen = (prompts(plain, args.articles, args.article_tokens) if args.task == "summary" else
+              retrieval_prompts(plain, args.articles, args.style))
+    for i, prompt in enumerate(chosen):
         stats_before = fast.scheduler.speculator.stats.to_dict()
         prefill = min(timed(plain, prompt, first)[0] for _ in range(args.repeats))
         runs = {"plain": [], "fast": []}
