@@ -197,11 +197,11 @@ def test_a_few_schemas_give_json_that_validates(lm):
 
 
 @pytest.mark.slow
-def test_every_schema_of_the_set_gives_json_that_parses_and_validates():
+def test_every_schema_of_the_set_gives_json_that_parses_and_validates(smollm_native):
     """All of tests/generation/data/json_schemas.json, greedy, four sequences at a time (the
     fastest batch for this model on 2 cores); 100% must validate."""
     assert len(SCHEMAS) >= 30
-    lm = tl.load("smollm2-135m-instruct", limits=RuntimeLimits(max_running=4))
+    lm = tl.LanguageModel(smollm_native.model, smollm_native.tokenizer, limits=RuntimeLimits(max_running=4))
     batch = [(_chat_prompt(lm, item), tl.SamplingParams(json_schema=item["schema"], temperature=0, max_tokens=192))
              for item in SCHEMAS]
     failures = []
