@@ -105,7 +105,10 @@ def test_completion_logprobs_are_the_models_own_by_teacher_forcing(served):
     logprobs = out.choices[0].logprobs
     assert "".join(logprobs.tokens) == out.choices[0].text
     prompt_ids = served.lm.tokenizer.encode("The cat sat on the")
-    generated = served.lm.tokenizer.encode("The cat sat on the" + out.choices[0].text)[len(prompt_ids):]
+    # each token by itself ("\n" then "\n" stays two tokens, where the joined text encodes as one "\n\n")
+    pieces = [served.lm.tokenizer.encode(token) for token in logprobs.tokens]
+    assert all(len(p) == 1 for p in pieces), pieces
+    generated = [p[0] for p in pieces]
     ids = prompt_ids + generated
     rows = torch.log_softmax(served.lm.logits(ids), dim=-1)[len(prompt_ids) - 1:-1]  # (4, V)
     expected = rows.gather(1, torch.tensor(generated)[:, None])[:, 0]

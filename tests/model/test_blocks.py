@@ -87,6 +87,53 @@ def test_a_row_gives_the_same_bits_alone_and_in_any_batch(variant, kind):
         assert torch.equal(blocks.matmul(lib, x[rows], data, blocks.KINDS[kind], 64), together[rows])
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("kind", blocks.TILED)
+def test_eight_row_tiles_give_the_products_and_weights_of_the_file_layout(variant, kind):
+    lib = blocks.library(variant)
+    n, k = 40, 512
+    data = random_blocks(kind, n, k, seed=3)
+    tiles, code = blocks.repack(lib, data, blocks.KINDS[kind], n, k)
+    assert code == blocks.KINDS[kind] + blocks.X8 and tiles.shape == data.shape and not torch.equal(tiles, data)
+    weights = reference_weights(data, kind, n, k)
+    assert torch.equal(blocks.dequantize(lib, tiles, code, n, k, torch.float32).double(), weights)
+    assert torch.equal(blocks.dequantize(lib, tiles, code, n, k, torch.bfloat16),
+                       blocks.dequantize(lib, data, blocks.KINDS[kind], n, k, torch.bfloat16))
+    x = torch.randn(6, k, generator=torch.Generator().manual_seed(2))
+    y = blocks.matmul(lib, x, tiles, code, n).double()
+    exact = quantized_activations(x) @ weights.T
+    assert ((y - exact).norm() / exact.norm()).item() < 2e-6
+    for rows in (slice(2, 3), slice(1, 6)):  # a row's bits do not depend on the batch around it
+        assert torch.equal(blocks.matmul(lib, x[rows], tiles, code, n).double(), y[rows])
+
+
+@pytest.mark.parametrize("kind", blocks.TILED)
+def test_every_variant_gives_the_same_bits_on_tiles(kind):
+    """Integer sums, then the same two float steps in the same order: AVX-512, AVX2 and C agree exactly."""
+    n, k = 24, 256
+    data = random_blocks(kind, n, k, seed=4)
+    x = torch.randn(5, k, generator=torch.Generator().manual_seed(5))
+    outputs = {}
+    for variant in blocks.supported_variants():
+        lib = blocks.library(variant)
+        tiles, code = blocks.repack(lib, data, blocks.KINDS[kind], n, k)
+        outputs[variant] = blocks.matmul(lib, x, tiles, code, n)
+    first = outputs.pop("portable")
+    assert all(torch.equal(first, y) for y in outputs.values()), list(outputs)
+
+
+def test_tiles_refuse_a_row_count_or_format_they_do_not_take():
+    lib = blocks.library("portable")
+    assert not blocks.tiled("Q4_1", 12) and not blocks.tiled("Q6_K", 16) and blocks.tiled("Q8_0", 16)
+    with pytest.raises(RuntimeError, match="unsupported format or shape"):
+        blocks.repack(lib, random_blocks("Q4_1", 12, 64), blocks.KINDS["Q4_1"], 12, 64)
+    with pytest.raises(RuntimeError, match="unsupported format or shape"):
+        blocks.repack(lib, random_blocks("Q6_K", 16, 256), blocks.KINDS["Q6_K"], 16, 256)
+    tiles, code = blocks.repack(lib, random_blocks("Q4_1", 16, 64), blocks.KINDS["Q4_1"], 16, 64)
+    with pytest.raises(RuntimeError, match="unsupported format or shape"):  # 12 rows of a 16-row tiling
+        blocks.matmul(lib, torch.randn(2, 64), tiles[:12], code, 12)
+
+
 def test_bfloat16_dequantization_rounds_to_nearest_even():
     lib = blocks.library("portable")
     data = random_blocks("Q4_1", 16, 64)

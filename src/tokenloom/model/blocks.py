@@ -41,11 +41,13 @@ from tokenloom.model.native import build_key, build_library, c_compiler, cache_d
 log = logging.getLogger(__name__)
 
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = ("qmatmul.c", "qdecode.c")
+SOURCES = ("qmatmul.c", "qinterleave.c", "qdecode.c")
 HEADERS = ("qblocks.h",)
 KINDS = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14}  # GGML's type ids
 WIDTH = {"Q4_0": 32, "Q4_1": 32, "Q8_0": 32, "Q4_K": 256, "Q5_K": 256, "Q6_K": 256}  # weights a block
 BYTES = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34, "Q4_K": 144, "Q5_K": 176, "Q6_K": 210}  # bytes a block
+X8 = 100  # added to a type id: the blocks repacked eight rows to a tile (csrc/qinterleave.c)
+TILED = ("Q4_0", "Q4_1", "Q8_0")  # the formats that layout takes
 BASE = ["-O3", "-fopenmp", "-shared", "-fPIC"]
 VARIANTS = {  # best first: (the CPU features it needs, compiler flags)
     "avx512vnni": ({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd", "avx512_vnni"},
@@ -158,9 +160,11 @@ def _build(variant: str) -> ctypes.CDLL | None:
     lib.tl_qmatmul.argtypes = [ctypes.c_int, vp, i64, i64, vp, i64, i64, vp, i64, ctypes.c_int]
     lib.tl_dequantize.argtypes = [ctypes.c_int, vp, i64, i64, vp, ctypes.c_int, ctypes.c_int]
     lib.tl_qsupported.argtypes = [ctypes.c_int, i64]
+    lib.tl_repack_x8.argtypes = [ctypes.c_int, vp, i64, i64, vp, ctypes.c_int]
     lib.tl_decode_check.argtypes = [_P(_Model)]
     lib.tl_decode.argtypes = [_P(_Model), _P(_Cache), i64, vp, vp, vp, ctypes.c_int]
-    for fn in (lib.tl_qmatmul, lib.tl_dequantize, lib.tl_qsupported, lib.tl_decode_check, lib.tl_decode):
+    for fn in (lib.tl_qmatmul, lib.tl_dequantize, lib.tl_qsupported, lib.tl_repack_x8, lib.tl_decode_check,
+               lib.tl_decode):
         fn.restype = ctypes.c_int
     return lib
 
@@ -204,6 +208,22 @@ def matmul(lib: ctypes.CDLL | None, x: torch.Tensor, blocks: torch.Tensor, kind:
     _check(_loaded(lib).tl_qmatmul(kind, blocks.data_ptr(), n, K, x.data_ptr(), K, M, y.data_ptr(), n,
                                    torch.get_num_threads()), "block product")
     return y
+
+
+def tiled(kind: str, n: int) -> bool:
+    """Whether a matrix of n rows in format `kind` takes the eight-row tiles of csrc/qinterleave.c."""
+    return kind in TILED and n % 8 == 0
+
+
+def repack(lib: ctypes.CDLL | None, blocks: torch.Tensor, kind: int, n: int, k: int) -> tuple[torch.Tensor, int]:
+    """The blocks (n, row bytes) of GGML type `kind` in eight-row tiles: (the same bytes reordered, its kind)."""
+    if blocks.dtype != torch.uint8 or blocks.dim() != 2 or blocks.shape[0] != n:
+        raise ValueError(f"repack: blocks must be uint8 ({n}, row bytes), got {tuple(blocks.shape)} {blocks.dtype}")
+    blocks = blocks.contiguous()
+    out = torch.empty_like(blocks)
+    _check(_loaded(lib).tl_repack_x8(kind, blocks.data_ptr(), n, k, out.data_ptr(), torch.get_num_threads()),
+           "repack")
+    return out, kind + X8
 
 
 def dequantize(lib: ctypes.CDLL | None, blocks: torch.Tensor, kind: int, n: int, k: int,

@@ -166,7 +166,10 @@ class BlockLinear(nn.Module):
         super().__init__()
         self.kind, self.code = b.kind, blocks.KINDS[b.kind]
         self.out_features, self.in_features = b.shape
-        self.register_buffer("data", b.data.reshape(self.out_features, -1).contiguous())  # (N, row bytes)
+        data = b.data.reshape(self.out_features, -1).contiguous()  # (N, row bytes)
+        if blocks.tiled(b.kind, self.out_features):  # lanes as output rows: csrc/qinterleave.c
+            data, self.code = blocks.repack(blocks.library(), data, self.code, *b.shape)
+        self.register_buffer("data", data)
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return blocks.block_dequantize(self.data, self.code, self.out_features, self.in_features, dtype)
@@ -183,7 +186,8 @@ class BlockLinear(nn.Module):
         return y.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"{self.in_features} -> {self.out_features}, {self.kind} blocks"
+        layout = ", eight-row tiles" if self.code > blocks.X8 else ""
+        return f"{self.in_features} -> {self.out_features}, {self.kind} blocks{layout}"
 
 
 def quantize_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -30,10 +30,14 @@
 #define QK_K 256   /* weights a K-quant block */
 
 enum { TL_Q4_0 = 2, TL_Q4_1 = 3, TL_Q8_0 = 8, TL_Q4_K = 12, TL_Q5_K = 13, TL_Q6_K = 14 }; /* GGML's type ids */
+/* TL_X8 + a type id: the same blocks repacked eight rows to a tile (qinterleave.c) */
+enum { TL_X8 = 100 };
 
-/* A group of 32 activations: x ≈ d·q. s0, s1 = d·Σq over the first and the second 16, s = s0 + s1. */
+/* A group of 32 activations: x ≈ d·q. s0, s1 = d·Σq over the first and the second 16, s = s0 + s1,
+ * sum = Σq itself. 64 bytes, so that q starts 32 bytes in. */
 typedef struct {
     float d, s, s0, s1;
+    int32_t sum, pad[3];
     int8_t q[QK];
 } act_group;
 
@@ -65,6 +69,7 @@ static inline float half_to_float(const uint8_t *p) {
 
 /* Bytes a row of K weights takes in a format; 0 for a format this file does not know. */
 static inline int64_t row_bytes(int kind, int64_t K) {
+    if (kind > TL_X8) kind -= TL_X8; /* a tiled row block takes what its rows took */
     switch (kind) {
     case TL_Q4_0: return K / QK * 18;
     case TL_Q4_1: return K / QK * 20;
@@ -77,6 +82,7 @@ static inline int64_t row_bytes(int kind, int64_t K) {
 }
 
 static inline int64_t block_width(int kind) {
+    if (kind > TL_X8) kind -= TL_X8;
     return (kind == TL_Q4_K || kind == TL_Q5_K || kind == TL_Q6_K) ? QK_K : QK;
 }
 
@@ -139,10 +145,35 @@ static inline void unpack_k(int kind, const uint8_t *blk, uint8_t *codes, float 
     }
 }
 
-/* Quantize one row of K floats (K a multiple of 32) to groups: d = max|x| / 127, q = round(x / d). */
+/* Quantize one row of K floats (K a multiple of 32) to groups: d = max|x| / 127, q = round(x / d),
+ * rounding half to even (the SIMD conversion and nearbyintf both round so). */
 static inline void quantize_row(const float *x, int64_t K, act_group *out) {
     for (int64_t g = 0; g < K / QK; g++) {
         const float *v = x + g * QK;
+#ifdef TL_AVX2
+        const __m256 sign = _mm256_set1_ps(-0.0f);
+        __m256 x0 = _mm256_loadu_ps(v), x1 = _mm256_loadu_ps(v + 8), x2 = _mm256_loadu_ps(v + 16),
+               x3 = _mm256_loadu_ps(v + 24);
+        __m256 top = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, x0), _mm256_andnot_ps(sign, x1)),
+                                   _mm256_max_ps(_mm256_andnot_ps(sign, x2), _mm256_andnot_ps(sign, x3)));
+        __m128 t4 = _mm_max_ps(_mm256_castps256_ps128(top), _mm256_extractf128_ps(top, 1));
+        t4 = _mm_max_ps(t4, _mm_movehl_ps(t4, t4));
+        t4 = _mm_max_ss(t4, _mm_movehdup_ps(t4));
+        float amax = _mm_cvtss_f32(t4);
+        float d = amax / 127.0f, inv = d > 0.0f ? 1.0f / d : 0.0f;
+        const __m256 scale = _mm256_set1_ps(inv);
+        __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(x0, scale)), q1 = _mm256_cvtps_epi32(_mm256_mul_ps(x1, scale)),
+                q2 = _mm256_cvtps_epi32(_mm256_mul_ps(x2, scale)), q3 = _mm256_cvtps_epi32(_mm256_mul_ps(x3, scale));
+        __m256i h0 = _mm256_add_epi32(q0, q1), h1 = _mm256_add_epi32(q2, q3);
+        __m128i a0 = _mm_add_epi32(_mm256_castsi256_si128(h0), _mm256_extracti128_si256(h0, 1));
+        __m128i a1 = _mm_add_epi32(_mm256_castsi256_si128(h1), _mm256_extracti128_si256(h1, 1));
+        a0 = _mm_hadd_epi32(_mm_hadd_epi32(a0, a1), _mm_setzero_si128()); /* lanes: s0, s1 */
+        int s0 = _mm_cvtsi128_si32(a0), s1 = _mm_extract_epi32(a0, 1);
+        /* int32 → int8 in order: the packs work per 128-bit lane, the permute puts the lanes back */
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)out[g].q, p);
+#else
         float amax = 0.0f;
         for (int i = 0; i < QK; i++) amax = fmaxf(amax, fabsf(v[i]));
         float d = amax / 127.0f, inv = d > 0.0f ? 1.0f / d : 0.0f;
@@ -152,7 +183,9 @@ static inline void quantize_row(const float *x, int64_t K, act_group *out) {
             out[g].q[i] = (int8_t)q;
             if (i < 16) s0 += q; else s1 += q;
         }
+#endif
         out[g].d = d;
+        out[g].sum = s0 + s1;
         out[g].s0 = d * (float)s0;
         out[g].s1 = d * (float)s1;
         out[g].s = d * (float)(s0 + s1);

@@ -110,7 +110,7 @@ int tl_decode_check(const tl_model *m) {
     for (int64_t l = 0; l < m->n_layers; l++) {
         const tl_weight *ws[4] = {&m->qkv[l], &m->out[l], &m->up[l], &m->down[l]};
         for (int i = 0; i < 4; i++)
-            if (!tl_qsupported((int)ws[i]->kind, ws[i]->K)) return 2;
+            if (!tl_qsupported((int)ws[i]->kind, ws[i]->K) || (ws[i]->kind > TL_X8 && ws[i]->N % 8)) return 2;
     }
     return 0;
 }

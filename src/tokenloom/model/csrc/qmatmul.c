@@ -13,6 +13,10 @@
 
 #define TILE 4
 
+void tl_qrows_x8(int kind, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const act_group *x, int64_t M,
+                 float *y, int64_t ldy, int accumulate);
+void tl_dequantize_x8(int kind, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, float *out);
+
 #ifdef TL_AVX2
 /* 8 int32 lanes; lane i = Σ of bytes 4i..4i+3 of u (unsigned) times s (signed). */
 static inline __m256i dot_u8s8(__m256i u, __m256i s) {
@@ -139,9 +143,14 @@ static inline void row_tile(int kind, const uint8_t *w, int64_t K, const act_gro
 }
 #endif
 
-/* Output rows [n0, n1) for all M activation rows: y[m, n] (+)= Σ_k W[n, k]·x[m, k]. */
+/* Output rows [n0, n1) for all M activation rows: y[m, n] (+)= Σ_k W[n, k]·x[m, k]. Tiled kinds
+ * (TL_X8 + a type) take n0 and n1 at multiples of 8. */
 void tl_qrows(int kind, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const act_group *x, int64_t M,
               float *y, int64_t ldy, int accumulate) {
+    if (kind > TL_X8) {
+        tl_qrows_x8(kind, w, n0, n1, K, x, M, y, ldy, accumulate);
+        return;
+    }
     const int64_t rb = row_bytes(kind, K), ldx = K / QK;
     uint8_t codes[QK_K];
     float out[TILE];
@@ -164,16 +173,18 @@ void tl_qrows(int kind, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, con
     }
 }
 
-/* Whether this library computes on a format, and K fits its blocks. */
+/* Whether this library computes on a format, and K fits its blocks (a tiled kind's N must also be
+ * a multiple of 8: tl_qmatmul and qdecode.c check that). */
 int tl_qsupported(int kind, int64_t K) {
-    return row_bytes(kind, K) > 0 && K % block_width(kind) == 0;
+    int tiled_ok = kind == TL_X8 + TL_Q4_0 || kind == TL_X8 + TL_Q4_1 || kind == TL_X8 + TL_Q8_0;
+    return (kind < TL_X8 || tiled_ok) && K > 0 && row_bytes(kind, K) > 0 && K % block_width(kind) == 0;
 }
 
 /* y (M, N), rows ldy apart, = x·Wᵀ for x (M, K) float32 rows ldx apart. Returns 0, 1 for an
  * unsupported format or width, 2 when memory for the quantized activations is short. */
 int tl_qmatmul(int kind, const uint8_t *w, int64_t N, int64_t K, const float *x, int64_t ldx, int64_t M,
                float *y, int64_t ldy, int threads) {
-    if (!tl_qsupported(kind, K)) return 1;
+    if (!tl_qsupported(kind, K) || (kind > TL_X8 && N % 8 != 0)) return 1;
     act_group *act = malloc(sizeof(act_group) * (size_t)(M * (K / QK) + 1));
     if (act == NULL) return 2;
     const int64_t per_thread = 64; /* output rows a thread takes at a time */
@@ -200,7 +211,30 @@ static inline uint16_t to_bf16(float f) {
 
 /* W (N, K) as float32 (bf16 = 0) or bfloat16 (bf16 = 1) into out; returns 0, or 1 as tl_qmatmul. */
 int tl_dequantize(int kind, const uint8_t *w, int64_t N, int64_t K, void *out, int bf16, int threads) {
-    if (!tl_qsupported(kind, K)) return 1;
+    if (!tl_qsupported(kind, K) || (kind > TL_X8 && N % 8 != 0)) return 1;
+    if (kind > TL_X8) {
+        int status = 0;
+#pragma omp parallel num_threads(threads)
+        {
+            float *rows = bf16 ? malloc(sizeof(float) * (size_t)(8 * K)) : NULL;
+            if (bf16 && rows == NULL) {
+#pragma omp atomic write
+                status = 2;
+            }
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < N / 8; r++) {
+                if (!bf16) {
+                    tl_dequantize_x8(kind, w, 8 * r, 8 * r + 8, K, (float *)out + 8 * r * K);
+                } else if (rows != NULL) {
+                    tl_dequantize_x8(kind, w, 8 * r, 8 * r + 8, K, rows);
+                    uint16_t *o = (uint16_t *)out + 8 * r * K;
+                    for (int64_t i = 0; i < 8 * K; i++) o[i] = to_bf16(rows[i]);
+                }
+            }
+            free(rows);
+        }
+        return status;
+    }
     const int64_t rb = row_bytes(kind, K);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t n = 0; n < N; n++) {
