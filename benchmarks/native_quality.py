@@ -26,6 +26,7 @@ import torch
 
 import tokenloom as tl
 from tokenloom.model import quant
+from tokenloom.model.blocks import machine_line
 from tokenloom.model.gguf import GGUFFile
 from tokenloom.model.kernels import Linear
 
@@ -59,7 +60,9 @@ def output_layers(lm) -> dict[str, torch.nn.Module]:
     dense = Linear(weight.shape[1], weight.shape[0], bias=False)
     dense.weight = torch.nn.Parameter(weight.to(torch.bfloat16), requires_grad=False)
     dense.pack()
+    own = {"the model's own (native default)": lm.model.head} if lm.model.head is not None else {}
     return {
+        **own,
         "Q8_0 as two 4-bit planes": quant.Q8Linear(blocks),
         "int8, one scale per row": Int8PerRow(weight),
         "int4 groups of 32": quant.Int4Linear(*quant.quantize_int4(weight)),
@@ -77,6 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, load average {os.getloadavg()}")
+    print(machine_line())
 
     exact = tl.load(args.model, precision="float32")
     native = tl.load(args.model, precision="native")

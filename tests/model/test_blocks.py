@@ -284,3 +284,20 @@ def test_every_kernel_source_and_header_is_package_data():
     needed = {*blocks.SOURCES, *blocks.HEADERS, *(p.name for p in csrc.glob("*.[ch]"))}
     missing = [n for n in sorted(needed) if not any(fnmatch.fnmatch(f"model/csrc/{n}", g) for g in globs)]
     assert not missing, f"not in the package data: {missing}"
+
+
+def test_long_inputs_take_the_tiles_unless_bfloat16_products_are_native(monkeypatch):
+    n, k = 32, 256
+    data = random_blocks("Q4_1", n, k, seed=6)
+    layer = quant.BlockLinear(quant.Blocks("Q4_1", data.view(n, k // 32, 20)))
+    assert layer.code == blocks.KINDS["Q4_1"] + blocks.X8 and "eight-row tiles" in repr(layer)
+    x = torch.randn(1, 300, k, generator=torch.Generator().manual_seed(7))
+    on_tiles = blocks.block_mm(x[0], layer.data, layer.code, n)
+    monkeypatch.setattr(quant, "dense_dtype", lambda: torch.float32)
+    assert quant.dense_from(tiled=True) is None and quant.dense_from(tiled=False) == quant.DENSE_ROWS
+    assert torch.equal(layer(x)[0], on_tiles)  # 300 positions still on the tiles
+    monkeypatch.setattr(quant, "dense_dtype", lambda: torch.bfloat16)
+    assert quant.dense_from(tiled=True) == quant.DENSE_ROWS_TILED
+    dense = torch.nn.functional.linear(x.bfloat16(), layer.dequantize(torch.bfloat16)).float()
+    assert torch.equal(layer(x), dense)
+    assert torch.equal(layer(x[:, :200])[0], on_tiles[:200])  # below the crossover: tiles

@@ -258,3 +258,19 @@ def block_dequantize(blocks: torch.Tensor, kind: int, n: int, k: int, dtype: tor
 @block_dequantize.register_fake
 def _(blocks, kind, n, k, dtype):
     return blocks.new_empty(n, k, dtype=dtype)
+
+
+def mm(x: torch.Tensor, data: torch.Tensor, kind: int, n: int) -> torch.Tensor:
+    """`block_mm`, called directly in eager mode: the custom operator's own wrapper imports torch._dynamo
+    on its first call (about 1.5 s of a process's first token) and adds its dispatch to every product."""
+    if torch.compiler.is_compiling():
+        return block_mm(x, data, kind, n)
+    return matmul(library(), x, data, kind, n)
+
+
+def dense(data: torch.Tensor, kind: int, n: int, k: int, dtype: torch.dtype) -> torch.Tensor:
+    """`block_dequantize`, called directly in eager mode (as `mm`)."""
+    if torch.compiler.is_compiling():
+        return block_dequantize(data, kind, n, k, dtype)
+    return dequantize(library(), data, kind, n, k, dtype)
+

@@ -48,7 +48,8 @@ from tokenloom.model import blocks
 
 GROUP = 32  # weights per block / quantization group along the input dimension
 INNER_K_TILES = 8  # the packing's tile parameter (2, 4 or 8): 8 measured fastest (docs/performance.md)
-DENSE_ROWS = 64  # from this many rows on, a product dequantizes its weight first (the measured crossover)
+DENSE_ROWS = 64  # from this many rows on, a product on file-layout blocks dequantizes its weight first
+DENSE_ROWS_TILED = 256  # the same for eight-row tiles where bfloat16 products are native (measured crossover)
 
 NATIVE_KINDS = ("Q4_0", "Q4_1", "Q8_0")  # formats both paths compute on
 K_KINDS = ("Q4_K", "Q5_K", "Q6_K")  # formats only tokenloom's block kernels compute on
@@ -76,6 +77,19 @@ def dense_dtype() -> torch.dtype:
     bfloat16 products are emulated and slower (TOKENLOOM_CPU_KERNEL=avx2 reproduces that choice)."""
     native_bf16 = {"avx512_bf16", "amx_bf16"} & blocks.cpu_features()
     return torch.bfloat16 if native_bf16 and blocks.chosen_variant() == "avx512vnni" else torch.float32
+
+
+def dense_from(tiled: bool) -> int | None:
+    """Positions per sequence from which a block product dequantizes its weight instead; None for never.
+
+    Measured on 2 cores (docs/performance.md): eight-row tiles with 8-bit activations run at
+    110-165 GMAC/s for 64 to 512 rows, where a float32 product (no bfloat16 instructions) after
+    dequantizing is 1.2-5 times slower, so there tiles take every length; against native bfloat16
+    products they are faster up to about 192 rows and within 10% at 512. File-layout blocks
+    (the K-quants) are slower than either from 64 rows on."""
+    if not tiled:
+        return DENSE_ROWS
+    return DENSE_ROWS_TILED if dense_dtype() == torch.bfloat16 else None
 
 
 @dataclass
@@ -156,10 +170,10 @@ def _k_dequantize(b: Blocks) -> torch.Tensor:
 class BlockLinear(nn.Module):
     """y = x·Wᵀ with W kept in a GGUF file's blocks, on tokenloom's block kernels (model/blocks.py).
 
-    Up to DENSE_ROWS positions per sequence, the product runs on the blocks with 8-bit
-    activations (as llama.cpp computes); longer inputs (prompts, scoring) are compute-bound,
-    and there the weight is dequantized for that one product (`dense_dtype`) and no dense
-    copy is kept. Float32 out.
+    Short inputs run on the blocks with 8-bit activations (as llama.cpp computes); from
+    `dense_from` positions per sequence on (prompts, scoring: compute-bound), the weight is
+    dequantized for that one product (`dense_dtype`) where that measured faster, and no
+    dense copy is kept. Float32 out.
     """
 
     def __init__(self, b: Blocks):
@@ -172,18 +186,22 @@ class BlockLinear(nn.Module):
         self.register_buffer("data", data)
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        return blocks.block_dequantize(self.data, self.code, self.out_features, self.in_features, dtype)
+        return blocks.dense(self.data, self.code, self.out_features, self.in_features, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
         # Dense by positions per sequence, not rows, as Int4Linear: a decode batch (B, 1, K) always
         # runs on the blocks, so a sequence's numbers never depend on how many others decode beside it.
-        if x.dim() >= 2 and x.shape[-2] >= DENSE_ROWS:
+        if x.dim() >= 2 and x.shape[-2] >= DENSE_ROWS and self._dense(x.shape[-2]):
             dtype = dense_dtype()
             y = F.linear(rows.to(dtype), self.dequantize(dtype)).float()
         else:
-            y = blocks.block_mm(rows.float(), self.data, self.code, self.out_features)
+            y = blocks.mm(rows.float(), self.data, self.code, self.out_features)
         return y.view(*x.shape[:-1], self.out_features)
+
+    def _dense(self, positions: int) -> bool:
+        limit = dense_from(self.code > blocks.X8)
+        return limit is not None and positions >= limit
 
     def extra_repr(self) -> str:
         layout = ", eight-row tiles" if self.code > blocks.X8 else ""

@@ -219,12 +219,21 @@ class Block(nn.Module):
         return x, self.mlp(normed)
 
 
+def _embedding(rows: int, dim: int) -> nn.Embedding:
+    """nn.Embedding with its default N(0, 1) start, except on the meta device (loaders build there and
+    assign the file's tensors), where PyTorch's normal_ would import torch._dynamo: 1.7 s of every load."""
+    weight = torch.empty(rows, dim)
+    if not weight.is_meta:
+        nn.init.normal_(weight)
+    return nn.Embedding(rows, dim, _weight=weight)
+
+
 class Transformer(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.embed = nn.Embedding(config.vocab_size, config.dim)
-        self.pos_embed = nn.Embedding(config.max_seq_len, config.dim) if config.positions == "learned" else None
+        self.embed = _embedding(config.vocab_size, config.dim)
+        self.pos_embed = _embedding(config.max_seq_len, config.dim) if config.positions == "learned" else None
         self.blocks = nn.ModuleList(Block(config, layer) for layer in range(config.n_layers))
         self.norm = make_norm(config)
         self.head = None if config.tie_embeddings else Linear(config.dim, config.vocab_size, bias=False)

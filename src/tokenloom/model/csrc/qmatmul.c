@@ -12,6 +12,7 @@
 #include "qblocks.h"
 
 #define TILE 4
+#define ROW_SLICE 64 /* activation rows a product's work item takes at most */
 
 void tl_qrows_x8(int kind, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const act_group *x, int64_t M,
                  float *y, int64_t ldy, int accumulate);
@@ -192,10 +193,15 @@ int tl_qmatmul(int kind, const uint8_t *w, int64_t N, int64_t K, const float *x,
     {
 #pragma omp for schedule(static)
         for (int64_t m = 0; m < M; m++) quantize_row(x + m * ldx, K, act + m * (K / QK));
+        /* Many activation rows (a prompt's chunk) go in slices of ROW_SLICE, slice-major, so that
+         * a slice's groups stay in cache while the weight rows stream past them; each (row, column)
+         * sum is the same whatever the slicing. */
+        const int64_t col_chunks = (N + per_thread - 1) / per_thread, slices = (M + ROW_SLICE - 1) / ROW_SLICE;
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t c = 0; c < (N + per_thread - 1) / per_thread; c++) {
-            int64_t n0 = c * per_thread, n1 = n0 + per_thread < N ? n0 + per_thread : N;
-            tl_qrows(kind, w, n0, n1, K, act, M, y, ldy, 0);
+        for (int64_t c = 0; c < slices * col_chunks; c++) {
+            int64_t m0 = c / col_chunks * ROW_SLICE, mt = M - m0 < ROW_SLICE ? M - m0 : ROW_SLICE;
+            int64_t n0 = c % col_chunks * per_thread, n1 = n0 + per_thread < N ? n0 + per_thread : N;
+            tl_qrows(kind, w, n0, n1, K, act + m0 * (K / QK), mt, y + m0 * ldy, ldy, 0);
         }
     }
     free(act);
