@@ -26,7 +26,7 @@ demo: install
 	$(VENV)/bin/tokenloom demo
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # The wheel, into dist/ (tests/test_packaging.py checks its contents and runs it installed).
 wheel: install

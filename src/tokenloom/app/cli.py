@@ -39,13 +39,16 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Name, .gguf file, HF folder or checkpoint.")]
 PrecisionOption = Annotated[str, typer.Option(
     help="auto (native for GGUF files, else float32) | native | float32 | bfloat16")]
+DeviceOption = Annotated[str, typer.Option(
+    help="cpu | cuda | cuda:N (on CUDA a GGUF file's auto precision is bfloat16)")]
 
 
 def _load(model: str, precision: str, compile: bool = False, speculative: str | None = None,
-          draft_tokens: int | None = None):
+          draft_tokens: int | None = None, device: str = "cpu"):
     import tokenloom as tl
 
-    return tl.load(model, precision=precision, compile=compile, speculative=speculative, draft_tokens=draft_tokens)
+    return tl.load(model, precision=precision, compile=compile, speculative=speculative, draft_tokens=draft_tokens,
+                   device=device)
 
 
 @app.command("next")
@@ -55,10 +58,11 @@ def next_command(
     temperature: Annotated[float, typer.Option(help="P_i = exp(l_i/T) / Σ_j exp(l_j/T)")] = 1.0,
     model: ModelOption = DEFAULT_MODEL,
     precision: PrecisionOption = "auto",
+    device: DeviceOption = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {token, id, prob}.")] = False,
 ) -> None:
     """The most likely next tokens and their probabilities."""
-    table = _load(model, precision).next_token_distribution(text, top=top, temperature=temperature)
+    table = _load(model, precision, device=device).next_token_distribution(text, top=top, temperature=temperature)
     if as_json:
         print(json.dumps([row.to_dict() for row in table], ensure_ascii=False))
         return
@@ -71,6 +75,7 @@ def generate_command(
     prompts: Annotated[list[str], typer.Argument(help="One or more prompts.")],
     model: ModelOption = DEFAULT_MODEL,
     precision: PrecisionOption = "auto",
+    device: DeviceOption = "cpu",
     chat: Annotated[bool, typer.Option(help="Send the prompt as a user message through the chat template.")] = False,
     stream: Annotated[bool, typer.Option(help="Print text as it is generated.")] = False,
     compile: Annotated[bool, typer.Option(
@@ -96,7 +101,7 @@ def generate_command(
     if beams is not None:
         search = _beam_params(beams, length_penalty, early_stopping, sampling)
     params = sampling_params(sampling)
-    lm = _load(model, precision, compile, speculative, draft_tokens)
+    lm = _load(model, precision, compile, speculative, draft_tokens, device)
     if chat:
         prompts = [lm.tokenizer.apply_chat_template([{"role": "user", "content": p}]) for p in prompts]
     if beams is not None:
@@ -164,6 +169,7 @@ def serve_command(
                                            "rather than exposing it.")] = _SERVE.host,
     port: Annotated[int, typer.Option(help="TCP port.")] = _SERVE.port,
     precision: PrecisionOption = _SERVE.precision,
+    device: DeviceOption = _SERVE.device,
     compile: Annotated[bool, typer.Option(
         "--compile", help="Compile the decode step with torch.compile (slow first request).")] = _SERVE.compile,
     max_running: Annotated[Optional[int], typer.Option(
@@ -180,7 +186,7 @@ def serve_command(
     """An OpenAI-compatible HTTP server: /v1/completions, /v1/chat/completions, /v1/models, /metrics."""
     from tokenloom.app.serve.server import run
 
-    run(ServeConfig(model=model, host=host, port=port, precision=precision, compile=compile,
+    run(ServeConfig(model=model, host=host, port=port, precision=precision, device=device, compile=compile,
                     max_running=max_running, max_queue=max_queue, prefix_cache=prefix_cache, api_key=api_key,
                     max_body_bytes=max_body_bytes), log_level=log_level)
 

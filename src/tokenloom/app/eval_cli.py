@@ -48,6 +48,8 @@ def perplexity_command(
     precision: str = typer.Option(
         "float32", "--precision",
         help="float32 (the default: scores comparable with published ones) | bfloat16 | native | auto."),
+    device: Optional[str] = typer.Option(
+        None, "--device", help="cpu | cuda | cuda:N (default: the CPU; under torchrun with CUDA, each rank's GPU)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     html: Optional[Path] = typer.Option(None, "--html", help="Write a surprisal map page here."),
     png: Optional[Path] = typer.Option(None, "--png", help="Plot surprisal along the text here."),
@@ -72,7 +74,7 @@ def perplexity_command(
     try:
         if ctx.enabled and (html or png):
             raise InvalidArgument("--html and --png need one process; run them without torchrun")
-        lm = tl.load(model, precision=precision)
+        lm = tl.load(model, precision=precision, device=device or (ctx.device if ctx.enabled else None))
         bar, progress = _progress_bar(ctx.is_main and sys.stderr.isatty())
         options = dict(context=context, stride=stride, batch_size=batch_size, bos=bos)
         with bar or _Nothing():

@@ -108,7 +108,7 @@ def score_windows(
     model, docs: list[torch.Tensor], jobs: list[tuple[int, Window]], top: int = 0
 ) -> ScoredBatch:
     """Run one batch of equal-length windows (doc index, window) and score their targets."""
-    rows = torch.stack([docs[d][w.begin : w.end] for d, w in jobs])  # (B, L)
+    rows = torch.stack([docs[d][w.begin : w.end] for d, w in jobs]).to(model.device)  # (B, L)
     B, L = rows.shape
     keep = max(w.scored for _, w in jobs)  # a window's scored targets follow its last `scored` inputs
     hidden = model.hidden(rows, keep=keep)  # (B, keep, C): inputs L - keep .. L - 1
@@ -119,8 +119,10 @@ def score_windows(
         doc.append(torch.full_like(pos, d))
         position.append(pos)
         targets.append(docs[d][pos])
-    picked = hidden.reshape(B * keep, -1).index_select(0, torch.cat(flat))  # (M, C)
-    nll, top_ids, top_logp = head_scores(model, picked, torch.cat(targets), top)
+    picked = hidden.reshape(B * keep, -1).index_select(0, torch.cat(flat).to(hidden.device))  # (M, C)
+    nll, top_ids, top_logp = head_scores(model, picked, torch.cat(targets).to(hidden.device), top)
+    if nll.device.type != "cpu":  # a model on CUDA: the scores come back to the CPU
+        nll, top_ids, top_logp = (t.cpu() if t is not None else None for t in (nll, top_ids, top_logp))
     return ScoredBatch(torch.cat(doc), torch.cat(position), nll, top_ids, top_logp)
 
 

@@ -217,9 +217,9 @@ class Engine:
     def prefill(self, pool, slot: int, ids: list[int], start: int, keep: int = 1) -> torch.Tensor:
         """Positions [start, start + len(ids)) of the sequence in `slot`; logits (keep, V) of the last `keep`."""
         view = pool.prefill_view(slot, start, len(ids))
-        tokens = torch.tensor([ids], dtype=torch.long)  # (1, T)
+        tokens = torch.tensor([ids], dtype=torch.long, device=pool.device)  # (1, T)
         logits = self.model(tokens, cache=view, keep=keep)  # (1, keep, V)
-        return logits[0].float()
+        return logits[0].float().cpu()  # the sampler works on the CPU whatever the model's device
 
     def verify(self, pool, slot: int, ids: list[int], start: int) -> torch.Tensor:
         """Logits (len(ids), V) for ids at positions [start, start + len(ids)) of `slot` (speculation).
@@ -236,9 +236,9 @@ class Engine:
     def decode(self, pool, slots: list[int], lengths: list[int], tokens: list[int]) -> torch.Tensor:
         """One new position for each row: tokens[i] at position lengths[i] of slots[i]; logits (B, V)."""
         view = pool.decode_view(slots, lengths, always_indexed=self.compiled)
-        ids = torch.tensor(tokens, dtype=torch.long)[:, None]  # (B, 1)
+        ids = torch.tensor(tokens, dtype=torch.long, device=pool.device)[:, None]  # (B, 1)
         logits = self.step(ids, cache=view, last_only=True)  # (B, 1, V)
-        return logits[:, -1, :].float()
+        return logits[:, -1, :].float().cpu()
 
     def logprobs(self, sequences: list[Sequence], logits: torch.Tensor, tokens: torch.Tensor) -> list:
         """TokenLogprob per row (None where the row did not ask), from the raw distribution."""

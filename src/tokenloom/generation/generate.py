@@ -39,7 +39,7 @@ class TokenProb:
 
 def load(name_or_path: str | Path = DEFAULT_MODEL, precision: str = "auto", compile: bool = False,
          limits: RuntimeLimits | None = None, speculative: str | PromptLookup | None = None,
-         draft_tokens: int | None = None) -> "LanguageModel":
+         draft_tokens: int | None = None, device: str | torch.device | None = None) -> "LanguageModel":
     """A model by registered name, GGUF path, Hugging Face folder or tokenloom checkpoint.
 
     precision: "auto" (the default) computes a GGUF file's quantized weights natively
@@ -52,9 +52,18 @@ def load(name_or_path: str | Path = DEFAULT_MODEL, precision: str = "auto", comp
     speculative: "ngram" drafts tokens by prompt lookup and verifies them in one forward pass
     (generation/speculative.py): the same tokens as plain decoding, fewer passes when the
     output repeats its prompt; draft_tokens: ids drafted per step (default 5).
+    device: "cpu" (the default), "cuda" or "cuda:N" (model/device.py: on CUDA a GGUF file's
+    "auto" precision is bfloat16, and "native" is refused).
     """
+    from tokenloom.model import device as devices
+    from tokenloom.model.registry import resolve
+
     drafter = speculative_config(speculative, draft_tokens)  # bad values fail before the model loads
+    place = devices.resolve(device)
+    if place.type != "cpu":
+        precision = devices.precision_for(place, precision, resolve(name_or_path)[0])
     model, tokenizer, source = load_model(name_or_path, precision)
+    devices.place_model(model, place)
     lm = LanguageModel(model, tokenizer, name=str(name_or_path), source=source, limits=limits,
                        speculative=drafter)
     if compile:
@@ -94,9 +103,9 @@ class LanguageModel:
         """Teacher-forced logits, float32 (T, V): row t scores x_{t+1} given x_0..x_t."""
         if len(token_ids) == 0 or len(token_ids) > self.config.max_seq_len:
             raise InvalidArgument(f"token_ids must hold 1 to {self.config.max_seq_len} ids, got {len(token_ids)}")
-        ids = torch.tensor([list(token_ids)], dtype=torch.long)
+        ids = torch.tensor([list(token_ids)], dtype=torch.long, device=self.model.device)
         with torch.inference_mode():
-            return self.model(ids)[0].float()
+            return self.model(ids)[0].float().cpu()
 
     def next_token_logits(self, text: str) -> torch.Tensor:
         """Logits (V,) of the token after `text`, prefilled by the runtime (its prefix cache included)."""

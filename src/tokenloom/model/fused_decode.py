@@ -86,7 +86,7 @@ class FusedDecoder:
     def takes(self, cache) -> bool:
         """Whether this step can run a decode over `cache` here and now."""
         return (
-            isinstance(cache, DecodeView) and cache.pool.dtype == torch.float32
+            isinstance(cache, DecodeView) and cache.pool.dtype == torch.float32 and cache.pool.device.type == "cpu"
             and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
         )
 

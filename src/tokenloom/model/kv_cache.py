@@ -37,9 +37,10 @@ READ_ALIGN = 64  # a decode step reads each slot up to a multiple of this many p
 class KVPool:
     """Keys and values of up to `slots` sequences, per layer (slots, Hkv, capacity, D)."""
 
-    def __init__(self, n_layers: int, kv_heads: int, head_dim: int, max_len: int, dtype=torch.float32):
+    def __init__(self, n_layers: int, kv_heads: int, head_dim: int, max_len: int, dtype=torch.float32,
+                 device: torch.device | str = "cpu"):
         self.n_layers, self.kv_heads, self.head_dim, self.max_len = n_layers, kv_heads, head_dim, max_len
-        self.dtype = dtype
+        self.dtype, self.device = dtype, torch.device(device)
         self.k: list[torch.Tensor] = []
         self.v: list[torch.Tensor] = []
         self.slots, self.capacity = 0, 0
@@ -74,7 +75,7 @@ class KVPool:
         shape = (new_slots, self.kv_heads, new_cap, self.head_dim)
         for store in (self.k, self.v):
             for layer in range(self.n_layers):
-                grown = torch.zeros(shape, dtype=self.dtype)
+                grown = torch.zeros(shape, dtype=self.dtype, device=self.device)
                 if len(store) == self.n_layers:
                     grown[: self.slots, :, : self.capacity] = store[layer]
                     store[layer] = grown
@@ -119,7 +120,7 @@ class PrefillView:
         self.pool, self.slot, self.start, self.end = pool, slot, start, start + length
 
     def positions(self) -> torch.Tensor:
-        return torch.arange(self.start, self.end)[None, :]  # (1, T)
+        return torch.arange(self.start, self.end, device=self.pool.device)[None, :]  # (1, T)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         """Store k, v (1, Hkv, T, D); return the slot's keys and values (1, Hkv, end, D) and no mask."""
@@ -148,8 +149,8 @@ class DecodeView:
         first = slots[0]
         contiguous = slots == list(range(first, first + len(slots)))
         self.rows = slice(first, first + len(slots)) if contiguous else None
-        self.slot_index = torch.tensor(slots, dtype=torch.long)
-        self.lengths = torch.tensor(lengths, dtype=torch.long)  # (B,)
+        self.slot_index = torch.tensor(slots, dtype=torch.long, device=pool.device)
+        self.lengths = torch.tensor(lengths, dtype=torch.long, device=pool.device)  # (B,)
         same = min(lengths) == max(lengths)
         self._full = same and lengths[0] + 1 == self.end
         self.same_length = lengths[0] if same and not always_indexed else None
@@ -163,7 +164,7 @@ class DecodeView:
         step reads lengths, not masks)."""
         if self._full:
             return None
-        return (torch.arange(self.end)[None, :] <= self.lengths[:, None])[:, None, None, :]
+        return (torch.arange(self.end, device=self.pool.device)[None, :] <= self.lengths[:, None])[:, None, None, :]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         """Store k, v (B, Hkv, 1, D); return keys and values (B, Hkv, S, D) and the mask."""

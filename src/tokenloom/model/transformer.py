@@ -14,6 +14,7 @@ number of callers can share one model.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -256,14 +257,20 @@ class Transformer(nn.Module):
             with torch.no_grad():
                 p.normal_(0.0, std, generator=generator)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are (a native model's embedding holds codes, not a weight)."""
+        return next(itertools.chain(self.parameters(), self.buffers())).device
+
     def setup_rope(self, length: int | None = None) -> None:
         if self.config.positions == "rope":
-            self.rope_cos, self.rope_sin = rope_tables(self.config, length or self.config.max_seq_len)
+            cos, sin = rope_tables(self.config, length or self.config.max_seq_len)
+            self.rope_cos, self.rope_sin = cos.to(self.device), sin.to(self.device)
 
     def new_kv_pool(self) -> KVPool:
-        """An empty KV cache for this model's shapes (float32, as the attention that reads it)."""
+        """An empty KV cache for this model's shapes (float32, as the attention that reads it), on its device."""
         c = self.config
-        return KVPool(c.n_layers, c.n_kv_heads, c.head_dim, c.max_seq_len, torch.float32)
+        return KVPool(c.n_layers, c.n_kv_heads, c.head_dim, c.max_seq_len, torch.float32, self.device)
 
     def pack_for_inference(self) -> None:
         """Prepack every projection and the output layer for fast decoding (see model/kernels.py)."""

@@ -44,7 +44,7 @@ def load_model(config: ServeConfig):
     import tokenloom as tl
     from tokenloom.generation.scheduler import RuntimeLimits
 
-    return tl.load(config.model, precision=config.precision, compile=config.compile,
+    return tl.load(config.model, precision=config.precision, device=config.device, compile=config.compile,
                    limits=RuntimeLimits(**config.limits))
 
 

@@ -25,6 +25,7 @@ class ServeConfig:
     host: str = LOOPBACK
     port: int = 8000
     precision: str = "auto"
+    device: str = "cpu"  # cpu | cuda | cuda:N (model/device.py)
     compile: bool = False
     max_running: int | None = None  # sequences decoded together; None: the runtime's default
     max_queue: int | None = None  # sequences waiting for a slot before requests get 429
