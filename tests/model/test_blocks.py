@@ -301,3 +301,22 @@ def test_long_inputs_take_the_tiles_unless_bfloat16_products_are_native(monkeypa
     dense = torch.nn.functional.linear(x.bfloat16(), layer.dequantize(torch.bfloat16)).float()
     assert torch.equal(layer(x), dense)
     assert torch.equal(layer(x[:, :200])[0], on_tiles[:200])  # below the crossover: tiles
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_token_bitmask_applies_as_numpy_would(variant):
+    """Words all set, all clear and mixed; tokens past `known` forbidden; rows with none counted."""
+    lib = blocks.library(variant)
+    rng = np.random.default_rng(0)
+    B, V, known = 4, 1000, 990
+    words = rng.integers(0, 2**32, size=(B, 32), dtype=np.uint32)  # 1024 bits: more than V
+    words[0, :5], words[1, 3:9] = 0xFFFFFFFF, 0
+    words[3] = 0  # a dead end
+    logits = torch.randn(B, V, generator=torch.Generator().manual_seed(8))
+    out, empty = blocks.apply_bitmask(lib, words, logits, known)
+    bits = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")[:, :V].astype(bool)
+    bits[:, known:] = False
+    expected = np.where(bits, logits.numpy(), np.float32(-np.inf))
+    assert np.array_equal(out.numpy(), expected) and empty == 1
+    with pytest.raises(ValueError, match="contiguous"):
+        blocks.apply_bitmask(lib, words, logits.t().contiguous().t(), known)

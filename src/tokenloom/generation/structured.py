@@ -48,6 +48,7 @@ from tokenloom.generation.constraints import (
 )
 from tokenloom.generation.history import TokenHistory
 from tokenloom.generation.processors import NEG_INF, LogitsProcessor
+from tokenloom.model import blocks
 
 # -- the tokenizer llguidance needs ------------------------------------------------------
 def _byte_decoder() -> dict[str, int]:
@@ -159,6 +160,9 @@ class StructuredOutput(LogitsProcessor):
         self.tokenizer = ll_tokenizer(tokenizer)
         self.vocab = self.tokenizer.vocab_size
         self.end_ids = np.array(sorted(set(end_ids) | set(tokenizer.eos_ids)), dtype=np.int64)  # (E,)
+        words = (self.vocab + 31) // 32  # end ids past the mask's words stay forbidden
+        self._end_bits = [(int(e) // 32, np.uint32(1 << (int(e) % 32))) for e in self.end_ids if e < 32 * words]
+        self._buffers: dict[int, np.ndarray] = {}
         self._executor = None
 
     def _row(self, history: TokenHistory, row: int) -> _RowState:
@@ -172,35 +176,56 @@ class StructuredOutput(LogitsProcessor):
                 raise InvalidArgument(f"{kind}: {state.matcher.get_error()}")
         return state
 
-    def allowed(self, history: TokenHistory, vocab_size: int) -> np.ndarray:
-        """(B, vocab_size) bool: the tokens each row's constraint allows next.
-
-        numpy rather than torch for these (B, V) steps: they are single-threaded memory
-        passes, which torch would split over its intra-op threads for a 49,152-wide row.
-        """
-        from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask, fill_next_token_bitmask_par
+    def _bitmasks(self, history: TokenHistory) -> tuple[list[_RowState], np.ndarray]:
+        """Each row's matcher and its next-token mask (B, W) uint32, bit j of word w for token 32w + j,
+        with the end ids (EOS, stop_token_ids) allowed exactly where the row's constraint is complete."""
+        from llguidance.numpy import fill_next_token_bitmask, fill_next_token_bitmask_par
 
         rows = [self._row(history, i) for i in range(history.batch_size)]
-        bitmask = allocate_token_bitmask(len(rows), self.vocab)  # (B, W) int32
+        bitmask = self._buffers.get(len(rows))
+        if bitmask is None:  # reused from step to step: the matcher writes every word
+            bitmask = self._buffers[len(rows)] = np.zeros((len(rows), (self.vocab + 31) // 32), dtype=np.int32)
         if len(rows) == 1:
             fill_next_token_bitmask(rows[0].matcher, bitmask, 0)
         else:  # one call for the batch; llguidance's threads compute the masks without the GIL
             if self._executor is None:
                 self._executor = llguidance_module().LLExecutor()
             fill_next_token_bitmask_par(self._executor, [(r.matcher, i) for i, r in enumerate(rows)], bitmask)
+        words = bitmask.view(np.uint32)
+        for i, row in enumerate(rows):
+            accepting = row.matcher.is_accepting()
+            for word, bit in self._end_bits:
+                words[i, word] = words[i, word] | bit if accepting else words[i, word] & ~bit
+        return rows, words
+
+    def _dead_end(self, rows: list[_RowState], allowed_any: np.ndarray) -> RuntimeError:
+        row = rows[int((~allowed_any).argmax())]
+        return RuntimeError(f"{row.constraint.kind}: the matcher allows no token: "
+                            f"{row.matcher.get_error() or 'it reached a dead end'}")
+
+    def allowed(self, history: TokenHistory, vocab_size: int) -> np.ndarray:
+        """(B, vocab_size) bool: the tokens each row's constraint allows next.
+
+        numpy rather than torch for these (B, V) steps: they are single-threaded memory
+        passes, which torch would split over its intra-op threads for a 49,152-wide row.
+        """
+        rows, words = self._bitmasks(history)
         allowed = np.zeros((len(rows), vocab_size), dtype=bool)  # (B, V)
         known = min(vocab_size, self.vocab)
-        allowed[:, :known] = _unpack(bitmask, known)
-        ends = self.end_ids[self.end_ids < vocab_size]
-        allowed[:, ends] = np.array([r.matcher.is_accepting() for r in rows])[:, None]  # (B, E)
-        empty = ~allowed.any(axis=1)  # (B,)
-        if empty.any():
-            row = rows[int(empty.argmax())]
-            raise RuntimeError(f"{row.constraint.kind}: the matcher allows no token: "
-                               f"{row.matcher.get_error() or 'it reached a dead end'}")
+        allowed[:, :known] = _unpack(words, known)
+        found = allowed.any(axis=1)  # (B,)
+        if not found.all():
+            raise self._dead_end(rows, found)
         return allowed
 
     def __call__(self, history: TokenHistory, logits: torch.Tensor) -> torch.Tensor:
+        lib = blocks.library()
+        if lib is not None and logits.device.type == "cpu" and logits.dtype == torch.float32 and logits.is_contiguous():
+            rows, words = self._bitmasks(history)  # one C pass over each row (model/csrc/bitmask.c)
+            out, empty = blocks.apply_bitmask(lib, words, logits, min(logits.shape[-1], self.vocab))
+            if empty:
+                raise self._dead_end(rows, np.asarray(out.isfinite().any(dim=1)))
+            return out
         allowed = self.allowed(history, logits.shape[-1])  # (B, V)
         if logits.device.type != "cpu" or logits.dtype != torch.float32:
             return logits.masked_fill(~torch.from_numpy(allowed).to(logits.device), NEG_INF)

@@ -17,6 +17,8 @@ on first use with the system's C compiler into the per-user cache (model/native.
 `cache_dir`), keyed by a hash of the sources and flags; when that cannot be done, one
 WARNING says why.
 
+The library also applies structured output's token masks (`csrc/bitmask.c`, `apply_bitmask`).
+
 The products are PyTorch custom operators (`torch.ops.tokenloom.block_mm`,
 `torch.ops.tokenloom.block_dequantize`), so `torch.compile` traces them as opaque
 calls; every C return code is checked.
@@ -41,7 +43,7 @@ from tokenloom.model.native import build_key, build_library, c_compiler, cache_d
 log = logging.getLogger(__name__)
 
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = ("qmatmul.c", "qinterleave.c", "qdecode.c")
+SOURCES = ("qmatmul.c", "qinterleave.c", "qdecode.c", "bitmask.c")
 HEADERS = ("qblocks.h",)
 KINDS = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14}  # GGML's type ids
 WIDTH = {"Q4_0": 32, "Q4_1": 32, "Q8_0": 32, "Q4_K": 256, "Q5_K": 256, "Q6_K": 256}  # weights a block
@@ -161,6 +163,8 @@ def _build(variant: str) -> ctypes.CDLL | None:
     lib.tl_dequantize.argtypes = [ctypes.c_int, vp, i64, i64, vp, ctypes.c_int, ctypes.c_int]
     lib.tl_qsupported.argtypes = [ctypes.c_int, i64]
     lib.tl_repack_x8.argtypes = [ctypes.c_int, vp, i64, i64, vp, ctypes.c_int]
+    lib.tl_apply_bitmask.argtypes = [vp, i64, vp, vp, i64, i64, i64, i64]
+    lib.tl_apply_bitmask.restype = i64
     lib.tl_decode_check.argtypes = [_P(_Model)]
     lib.tl_decode.argtypes = [_P(_Model), _P(_Cache), i64, vp, vp, vp, ctypes.c_int]
     for fn in (lib.tl_qmatmul, lib.tl_dequantize, lib.tl_qsupported, lib.tl_repack_x8, lib.tl_decode_check,
@@ -273,4 +277,21 @@ def dense(data: torch.Tensor, kind: int, n: int, k: int, dtype: torch.dtype) -> 
     if torch.compiler.is_compiling():
         return block_dequantize(data, kind, n, k, dtype)
     return dequantize(library(), data, kind, n, k, dtype)
+
+
+def apply_bitmask(lib: ctypes.CDLL, bitmask, logits: torch.Tensor, known: int) -> tuple[torch.Tensor, int]:
+    """(logits with every token whose bit is clear at −inf, the number of rows that allow none).
+
+    bitmask: a C-contiguous (B, W) numpy array of 32-bit words, bit j of word w for token 32w + j;
+    logits: contiguous (B, V) float32 on the CPU; tokens from `known` on are forbidden."""
+    if logits.dtype != torch.float32 or logits.dim() != 2 or not logits.is_contiguous() or logits.device.type != "cpu":
+        raise ValueError(f"apply_bitmask: logits must be contiguous (B, V) float32 on the CPU, got {tuple(logits.shape)} "
+                         f"{logits.dtype} on {logits.device}")
+    if bitmask.shape[0] != logits.shape[0] or not bitmask.flags.c_contiguous or bitmask.itemsize != 4:
+        raise ValueError(f"apply_bitmask: bitmask must be C-contiguous 32-bit words ({logits.shape[0]}, W), "
+                         f"got {bitmask.shape} {bitmask.dtype}")
+    out = torch.empty_like(logits)
+    empty = lib.tl_apply_bitmask(bitmask.ctypes.data, bitmask.shape[1], logits.data_ptr(), out.data_ptr(),
+                                 logits.shape[0], logits.shape[1], logits.stride(0), known)
+    return out, int(empty)
 
