@@ -211,3 +211,29 @@ def test_on_native_weights_speculation_gives_plain_greedy_token_for_token(smollm
         assert fast.generate(prompt, params).token_ids == plain.generate(prompt, params).token_ids
     stats = fast.scheduler.speculator.stats
     assert stats.accepted > 0 and stats.steps < stats.emitted
+
+
+def test_draft_length_drops_drafts_that_cost_more_than_they_yield_and_probes_again():
+    from tokenloom.generation.speculative import DraftLength
+
+    length = DraftLength()
+    assert length.choose(5) == 5  # nothing measured: verify everything, and learn
+    length.observe_plain(0.004)
+    length.observe_verify(rows=6, seconds=0.014, drafted=5, accepted=0)  # 2 ms a row, nothing held
+    for _ in range(4):
+        length.observe_verify(rows=2, seconds=0.006, drafted=1, accepted=0)
+    choices = [length.choose(5) for _ in range(DraftLength.PROBE_EVERY)]
+    assert choices[:-1] == [0] * (DraftLength.PROBE_EVERY - 1) and choices[-1] == 1  # a one-id probe
+    cheap = DraftLength()  # rows nearly free, as one float32 row bound by memory
+    cheap.observe_plain(0.010)
+    cheap.observe_verify(rows=6, seconds=0.0105, drafted=5, accepted=2)
+    assert cheap.choose(5) == 5
+
+
+def test_native_speculation_adapts_and_still_gives_the_plain_greedy_tokens(smollm_native):
+    lm = smollm_native
+    speculative = tl.LanguageModel(lm.model, lm.tokenizer, speculative=PromptLookup())
+    assert speculative.scheduler.speculator.adaptive  # native verify passes are exact decode steps
+    prompt = "one two three four five six seven eight nine ten. one two three four five six seven eight nine"
+    params = tl.SamplingParams(temperature=0, max_tokens=24)
+    assert speculative.generate(prompt, params).token_ids == lm.generate(prompt, params).token_ids

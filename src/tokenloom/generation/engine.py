@@ -221,6 +221,11 @@ class Engine:
         logits = self.model(tokens, cache=view, keep=keep)  # (1, keep, V)
         return logits[0].float().cpu()  # the sampler works on the CPU whatever the model's device
 
+    @property
+    def exact_verify(self) -> bool:
+        """Whether `verify` computes exactly what decode steps would (the fused native step)."""
+        return getattr(self.model, "fused_decoder", None) is not None and not self.compiled
+
     def verify(self, pool, slot: int, ids: list[int], start: int) -> torch.Tensor:
         """Logits (len(ids), V) for ids at positions [start, start + len(ids)) of `slot` (speculation).
 
@@ -229,7 +234,7 @@ class Engine:
         attends, and attends up to its own position, so the rows are a causal chunk whose
         numbers are exactly those of decoding the positions one by one. Elsewhere, a prefill pass.
         """
-        if getattr(self.model, "fused_decoder", None) is not None and not self.compiled:
+        if self.exact_verify:
             return self.decode(pool, [slot] * len(ids), list(range(start, start + len(ids))), ids)
         return self.prefill(pool, slot, ids, start, keep=len(ids))
 

@@ -28,6 +28,7 @@ distribution), sharing prefixes through the same cache.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 
 import torch
@@ -62,7 +63,7 @@ class Scheduler(LoopRunner):
         callers run it (runner.py says why), and tests may call `step()` directly.
         speculative: draft by prompt lookup and verify in one pass (speculative.py)."""
         super().__init__(background)
-        self.speculator = Speculator(speculative) if speculative is not None else None
+        self.speculator = Speculator(speculative, adaptive=engine.exact_verify) if speculative is not None else None
         self.engine, self.limits = engine, limits or RuntimeLimits()
         self.model, self.config = engine.model, engine.config
         self.pool = self.model.new_kv_pool()
@@ -307,8 +308,11 @@ class Scheduler(LoopRunner):
             self._verify(draft)
             return
         seqs = [job.seq for job in self.running]
+        start = time.perf_counter()
         logits = self.engine.decode(self.pool, [s.slot for s in seqs], [s.length for s in seqs],
                                     [s.pending for s in seqs])  # (B, V)
+        if self.speculator is not None and len(seqs) == 1:  # a plain step's cost, against a verify pass's
+            self.speculator.length.observe_plain(time.perf_counter() - start)
         for seq in seqs:
             seq.length += 1
         if self.groups is None:

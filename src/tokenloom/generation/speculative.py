@@ -34,6 +34,7 @@ each computed exactly as decoding it alone would: the same logits, bit for bit.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -114,12 +115,71 @@ class SpeculationStats:
                 "tokens_per_step": self.tokens_per_step}
 
 
+class DraftLength:
+    """How many of a draft's ids to verify, from what passes have cost and how often drafts held.
+
+    A verify pass over r positions costs t_r; a plain decode step t_1. With each drafted id
+    accepted with probability a (given the ones before it were), k drafts yield
+    E(k) = 1 + a + ... + a^k tokens a pass, so the pass pays when E(k) / (t_{k+1} / t_1) > 1.
+    Where one row is bound by memory, t_r is nearly flat and every draft is worth verifying;
+    where several rows are compute-bound (native weights on a few cores), t_r grows about
+    linearly and low acceptance makes any draft a loss: then k = 0 (a plain step), with a
+    one-id probe every PROBE_EVERY skipped drafts to keep a and t current. t_r is fitted as
+    t_1 + slope·(r − 1) from exponential moving averages of the measured times.
+    """
+
+    PROBE_EVERY = 16
+    ALPHA = 0.2  # weight of a new measurement in the moving averages
+
+    def __init__(self):
+        self.plain: float | None = None  # t_1, seconds
+        self.slope: float | None = None  # seconds per extra row of a verify pass
+        self.accept, self.skipped = 0.5, 0
+
+    def _mean(self, old: float | None, new: float) -> float:
+        return new if old is None else old + self.ALPHA * (new - old)
+
+    def observe_plain(self, seconds: float) -> None:
+        self.plain = self._mean(self.plain, seconds)
+
+    def observe_verify(self, rows: int, seconds: float, drafted: int, accepted: int) -> None:
+        if self.plain is not None and rows > 1:
+            self.slope = self._mean(self.slope, max(seconds - self.plain, 0.0) / (rows - 1))
+        tested = accepted + (accepted < drafted)  # the positions whose draft was put to the test
+        if tested:
+            self.accept = self._mean(self.accept, accepted / tested)
+
+    def choose(self, available: int) -> int:
+        """Drafted ids to verify, 0 to 'available'."""
+        if self.plain is None or self.slope is None:
+            return available  # nothing measured yet: verify it all, and learn
+        best, best_rate = 0, 1.0
+        for k in range(1, available + 1):
+            tokens = sum(self.accept**i for i in range(k + 1))
+            rate = tokens / (1 + self.slope * k / self.plain)
+            if rate > best_rate:
+                best, best_rate = k, rate
+        if best == 0:
+            self.skipped += 1
+            if self.skipped < self.PROBE_EVERY:
+                return 0
+            best = 1
+        self.skipped = 0
+        return best
+
+
 @dataclass
 class Speculator:
-    """The scheduler's part: which running sequence gets a draft, and its verify step."""
+    """The scheduler's part: which running sequence gets a draft, and its verify step.
+
+    adaptive: choose each draft's length from measured costs (`DraftLength`). The scheduler sets
+    it only where a verify pass computes exactly what decode steps do (the fused native step),
+    so that a choice made from wall-clock times can never change the output."""
 
     lookup: PromptLookup
     stats: SpeculationStats = field(default_factory=SpeculationStats)
+    adaptive: bool = False
+    length: DraftLength = field(default_factory=DraftLength)
 
     def draft_for(self, running: list) -> list[int]:
         """A draft for the only running sequence, [] when none (see the module doc for when)."""
@@ -131,23 +191,29 @@ class Speculator:
         # Emitting k + 1 tokens must stay within the budget, which also keeps the verify pass's
         # positions inside the slot the pool reserved for the request.
         room = seq.budget - len(seq.ids) - 1
-        return self.lookup.draft(seq.prompt + seq.ids, room)
+        draft = self.lookup.draft(seq.prompt + seq.ids, room)
+        if draft and self.adaptive:
+            draft = draft[: self.length.choose(len(draft))]
+        return draft
 
     def verify(self, engine, pool, job, draft: list[int], groups, advance) -> bool:
         """One verify pass for `job`; advance(jobs, groups, logits) chooses and emits one token.
         True while the sequence runs on."""
         seq = job.seq
         ids = [seq.pending, *draft]
+        start = time.perf_counter()
         logits = engine.verify(pool, seq.slot, ids, seq.length)  # (k + 1, V)
+        seconds = time.perf_counter() - start
         self.stats.steps += 1
         self.stats.drafted += len(draft)
+        accepted, alive = 0, True
         for j in range(len(ids)):
             alive = advance([job], groups, logits[j : j + 1])
             seq.length += 1  # ids[j] is in the cache for good
             self.stats.emitted += 1
-            if not alive:
-                return False
-            if j == len(draft) or seq.pending != draft[j]:
-                return True  # the chosen token is not the draft's: it is the next pending token
-            self.stats.accepted += 1
-        return True
+            if not alive or j == len(draft) or seq.pending != draft[j]:
+                break  # ended, or the chosen token is not the draft's: it is the next pending token
+            accepted += 1
+        self.stats.accepted += accepted
+        self.length.observe_verify(len(ids), seconds, len(draft), accepted)
+        return alive
