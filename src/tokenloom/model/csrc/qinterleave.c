@@ -174,35 +174,57 @@ static void x8_rows(int base, const uint8_t *w, int64_t n0, int64_t n1, int64_t 
 
 #else /* portable C: the same integer sums and the same two float steps, lane by lane */
 
-/* Row j's weight k of a tile, as the unsigned (Q4) or signed (Q8) code. */
-static inline int x8_code(int base, const uint8_t *t, int j, int k) {
+#define X8_PORTABLE_ROWS 16 /* activation rows whose sums a pass over the tiles keeps */
+
+/* A tile's codes as eight rows of 32 (unsigned for Q4, signed for Q8), its scales and mins. */
+static inline void x8_unpack(int base, const uint8_t *t, int16_t c[8][QK], float *dw, float *mw) {
     const uint8_t *codes = t + tile_header(base);
-    if (base == TL_Q8_0) return (int8_t)codes[32 * (k / 4) + 4 * j + k % 4];
-    int half = k / 16, kk = k % 16;
-    uint8_t byte = codes[32 * (kk / 4) + 4 * j + kk % 4];
-    return half ? byte >> 4 : byte & 0xF;
+    for (int j = 0; j < 8; j++) {
+        dw[j] = half_to_float(t + 2 * j);
+        mw[j] = base == TL_Q4_1 ? half_to_float(t + 16 + 2 * j) : 0.0f;
+    }
+    if (base == TL_Q8_0) {
+        for (int v = 0; v < 8; v++)
+            for (int j = 0; j < 8; j++)
+                for (int b = 0; b < 4; b++) c[j][4 * v + b] = (int8_t)codes[32 * v + 4 * j + b];
+        return;
+    }
+    for (int v = 0; v < 4; v++)
+        for (int j = 0; j < 8; j++)
+            for (int b = 0; b < 4; b++) {
+                uint8_t byte = codes[32 * v + 4 * j + b];
+                c[j][4 * v + b] = byte & 0xF;
+                c[j][16 + 4 * v + b] = byte >> 4;
+            }
 }
 
 static void x8_rows(int base, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const act_group *x, int64_t M,
                     float *y, int64_t ldy, int accumulate) {
     const int64_t rb = row_bytes(base, K), G = K / QK, tb = tile_bytes(base);
+    int16_t c[8][QK];
+    float dw[8], mw[8];
     for (int64_t n = n0; n < n1; n += 8) {
         const uint8_t *tiles = w + n * rb;
-        for (int64_t m = 0; m < M; m++) {
-            float acc[8] = {0};
-            for (int64_t g = 0; g < G; g++) {
-                const uint8_t *t = tiles + g * tb;
-                const act_group *a = x + m * G + g;
-                for (int j = 0; j < 8; j++) {
-                    int32_t sum = 0;
-                    for (int k = 0; k < QK; k++) sum += x8_code(base, t, j, k) * a->q[k];
-                    if (base == TL_Q4_0) sum -= 8 * a->sum;
-                    acc[j] = fmaf((float)sum, half_to_float(t + 2 * j) * a->d, acc[j]);
-                    if (base == TL_Q4_1) acc[j] = fmaf(half_to_float(t + 16 + 2 * j), a->s, acc[j]);
+        for (int64_t m0 = 0; m0 < M; m0 += X8_PORTABLE_ROWS) {
+            int64_t mt = M - m0 < X8_PORTABLE_ROWS ? M - m0 : X8_PORTABLE_ROWS;
+            float acc[X8_PORTABLE_ROWS][8] = {{0}};
+            for (int64_t g = 0; g < G; g++) { /* each (row, column) sum in g order, as the SIMD paths */
+                x8_unpack(base, tiles + g * tb, c, dw, mw);
+                for (int64_t m = 0; m < mt; m++) {
+                    const act_group *a = x + (m0 + m) * G + g;
+                    for (int j = 0; j < 8; j++) {
+                        int32_t sum = 0;
+                        for (int k = 0; k < QK; k++) sum += c[j][k] * a->q[k];
+                        if (base == TL_Q4_0) sum -= 8 * a->sum;
+                        acc[m][j] = fmaf((float)sum, dw[j] * a->d, acc[m][j]);
+                        if (base == TL_Q4_1) acc[m][j] = fmaf(mw[j], a->s, acc[m][j]);
+                    }
                 }
             }
-            float *dst = y + m * ldy + n;
-            for (int j = 0; j < 8; j++) dst[j] = accumulate ? dst[j] + acc[j] : acc[j];
+            for (int64_t m = 0; m < mt; m++) {
+                float *dst = y + (m0 + m) * ldy + n;
+                for (int j = 0; j < 8; j++) dst[j] = accumulate ? dst[j] + acc[m][j] : acc[m][j];
+            }
         }
     }
 }
