@@ -48,8 +48,10 @@ def test_an_explicit_cpu_gives_what_the_default_gives(tiny_llama_dir):
     assert cpu.generate("ab", params).token_ids == default.generate("ab", params).token_ids
 
 
-def test_the_cli_refuses_an_unknown_device_in_one_line():
-    result = subprocess.run([sys.executable, "-m", "tokenloom", "next", "hello", "--device", "tpu"],
+@pytest.mark.parametrize("command", [["next", "hello"], ["serve", "--port", "0"]])
+def test_the_cli_refuses_an_unknown_device_in_one_line(command):
+    """The server too, before it listens: not a server that starts and never loads its model."""
+    result = subprocess.run([sys.executable, "-m", "tokenloom", *command, "--device", "tpu"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "device must be 'cpu', 'cuda' or 'cuda:N'" in result.stderr
     assert "Traceback" not in result.stderr

@@ -24,7 +24,9 @@ def run(config: ServeConfig, log_level: str = "info") -> None:
     import uvicorn
 
     from tokenloom.app.serve.api import create_app
+    from tokenloom.model.device import resolve
 
+    resolve(config.device)  # a device that cannot be used is refused before the server listens
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=log_level,
                 timeout_graceful_shutdown=5)
