@@ -57,6 +57,28 @@ int tl_repack_x8(int kind, const uint8_t *w, int64_t N, int64_t K, uint8_t *out,
     return 0;
 }
 
+/* A tile's codes as eight rows of 32 (unsigned for Q4, signed for Q8), its scales and mins. */
+static inline void x8_unpack(int base, const uint8_t *t, int16_t c[8][QK], float *dw, float *mw) {
+    const uint8_t *codes = t + tile_header(base);
+    for (int j = 0; j < 8; j++) {
+        dw[j] = half_to_float(t + 2 * j);
+        mw[j] = base == TL_Q4_1 ? half_to_float(t + 16 + 2 * j) : 0.0f;
+    }
+    if (base == TL_Q8_0) {
+        for (int v = 0; v < 8; v++)
+            for (int j = 0; j < 8; j++)
+                for (int b = 0; b < 4; b++) c[j][4 * v + b] = (int8_t)codes[32 * v + 4 * j + b];
+        return;
+    }
+    for (int v = 0; v < 4; v++)
+        for (int j = 0; j < 8; j++)
+            for (int b = 0; b < 4; b++) {
+                uint8_t byte = codes[32 * v + 4 * j + b];
+                c[j][4 * v + b] = byte & 0xF;
+                c[j][16 + 4 * v + b] = byte >> 4;
+            }
+}
+
 #ifdef TL_AVX2
 static inline __m256i bcast4(const int8_t *p) {
     int32_t v;
@@ -176,28 +198,6 @@ static void x8_rows(int base, const uint8_t *w, int64_t n0, int64_t n1, int64_t 
 
 #define X8_PORTABLE_ROWS 16 /* activation rows whose sums a pass over the tiles keeps */
 
-/* A tile's codes as eight rows of 32 (unsigned for Q4, signed for Q8), its scales and mins. */
-static inline void x8_unpack(int base, const uint8_t *t, int16_t c[8][QK], float *dw, float *mw) {
-    const uint8_t *codes = t + tile_header(base);
-    for (int j = 0; j < 8; j++) {
-        dw[j] = half_to_float(t + 2 * j);
-        mw[j] = base == TL_Q4_1 ? half_to_float(t + 16 + 2 * j) : 0.0f;
-    }
-    if (base == TL_Q8_0) {
-        for (int v = 0; v < 8; v++)
-            for (int j = 0; j < 8; j++)
-                for (int b = 0; b < 4; b++) c[j][4 * v + b] = (int8_t)codes[32 * v + 4 * j + b];
-        return;
-    }
-    for (int v = 0; v < 4; v++)
-        for (int j = 0; j < 8; j++)
-            for (int b = 0; b < 4; b++) {
-                uint8_t byte = codes[32 * v + 4 * j + b];
-                c[j][4 * v + b] = byte & 0xF;
-                c[j][16 + 4 * v + b] = byte >> 4;
-            }
-}
-
 static void x8_rows(int base, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const act_group *x, int64_t M,
                     float *y, int64_t ldy, int accumulate) {
     const int64_t rb = row_bytes(base, K), G = K / QK, tb = tile_bytes(base);
@@ -236,30 +236,18 @@ void tl_qrows_x8(int kind, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, 
     x8_rows(kind - TL_X8, w, n0, n1, K, x, M, y, ldy, accumulate);
 }
 
-/* Rows [n0, n1) of a tiled W as float32: the values the file's own layout gives. */
-void tl_dequantize_x8(int kind, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, float *out) {
-    const int base = kind - TL_X8, header = tile_header(base);
-    const int64_t rb = row_bytes(base, K), G = K / QK, tb = tile_bytes(base);
-    for (int64_t n = n0; n < n1; n++) {
-        const int j = (int)(n % 8);
-        const uint8_t *tiles = w + (n - j) * rb;
-        float *row = out + (n - n0) * K;
-        for (int64_t g = 0; g < G; g++) {
-            const uint8_t *t = tiles + g * tb, *codes = t + header;
-            float d = half_to_float(t + 2 * j);
-            float *v = row + g * QK;
-            if (base == TL_Q8_0) {
-                for (int c = 0; c < 8; c++)
-                    for (int b = 0; b < 4; b++) v[4 * c + b] = d * (int8_t)codes[32 * c + 4 * j + b];
-                continue;
-            }
-            float mn = base == TL_Q4_1 ? half_to_float(t + 16 + 2 * j) : -8.0f * d;
-            for (int c = 0; c < 4; c++)
-                for (int b = 0; b < 4; b++) {
-                    uint8_t byte = codes[32 * c + 4 * j + b];
-                    v[4 * c + b] = d * (byte & 0xF) + mn;
-                    v[16 + 4 * c + b] = d * (byte >> 4) + mn;
-                }
+/* Row block r (rows 8r..8r+7) of a tiled W as float32 (8, K): the values the file's own layout gives. */
+void tl_dequantize_x8(int kind, const uint8_t *w, int64_t r, int64_t K, float *out) {
+    const int base = kind - TL_X8;
+    const int64_t G = K / QK, tb = tile_bytes(base);
+    const uint8_t *tiles = w + 8 * r * row_bytes(base, K);
+    int16_t c[8][QK];
+    float dw[8], mw[8];
+    for (int64_t g = 0; g < G; g++) {
+        x8_unpack(base, tiles + g * tb, c, dw, mw);
+        for (int j = 0; j < 8; j++) {
+            float *v = out + j * K + g * QK, mn = base == TL_Q4_0 ? -8.0f * dw[j] : mw[j];
+            for (int k = 0; k < QK; k++) v[k] = base == TL_Q8_0 ? dw[j] * c[j][k] : dw[j] * c[j][k] + mn;
         }
     }
 }

@@ -16,7 +16,7 @@
 
 void tl_qrows_x8(int kind, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const act_group *x, int64_t M,
                  float *y, int64_t ldy, int accumulate);
-void tl_dequantize_x8(int kind, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, float *out);
+void tl_dequantize_x8(int kind, const uint8_t *w, int64_t r, int64_t K, float *out);
 
 #ifdef TL_AVX2
 /* 8 int32 lanes; lane i = Σ of bytes 4i..4i+3 of u (unsigned) times s (signed). */
@@ -230,9 +230,9 @@ int tl_dequantize(int kind, const uint8_t *w, int64_t N, int64_t K, void *out, i
 #pragma omp for schedule(static)
             for (int64_t r = 0; r < N / 8; r++) {
                 if (!bf16) {
-                    tl_dequantize_x8(kind, w, 8 * r, 8 * r + 8, K, (float *)out + 8 * r * K);
+                    tl_dequantize_x8(kind, w, r, K, (float *)out + 8 * r * K);
                 } else if (rows != NULL) {
-                    tl_dequantize_x8(kind, w, 8 * r, 8 * r + 8, K, rows);
+                    tl_dequantize_x8(kind, w, r, K, rows);
                     uint16_t *o = (uint16_t *)out + 8 * r * K;
                     for (int64_t i = 0; i < 8 * K; i++) o[i] = to_bf16(rows[i]);
                 }
