@@ -192,19 +192,23 @@ class BlockLinear(nn.Module):
         rows = x.reshape(-1, self.in_features)
         # Dense by positions per sequence, not rows, as Int4Linear: a decode batch (B, 1, K) always
         # runs on the blocks, so a sequence's numbers never depend on how many others decode beside it.
-        if x.dim() >= 2 and x.shape[-2] >= DENSE_ROWS and self._dense(x.shape[-2]):
+        if x.dim() >= 2 and x.shape[-2] >= DENSE_ROWS and self._dense(x.shape[-2]):  # DENSE_ROWS: the lowest limit
             dtype = dense_dtype()
             y = F.linear(rows.to(dtype), self.dequantize(dtype)).float()
         else:
             y = blocks.mm(rows.float(), self.data, self.code, self.out_features)
         return y.view(*x.shape[:-1], self.out_features)
 
+    @property
+    def tiled(self) -> bool:
+        return self.code > blocks.X8
+
     def _dense(self, positions: int) -> bool:
-        limit = dense_from(self.code > blocks.X8)
+        limit = dense_from(self.tiled)
         return limit is not None and positions >= limit
 
     def extra_repr(self) -> str:
-        layout = ", eight-row tiles" if self.code > blocks.X8 else ""
+        layout = ", eight-row tiles" if self.tiled else ""
         return f"{self.in_features} -> {self.out_features}, {self.kind} blocks{layout}"
 
 
