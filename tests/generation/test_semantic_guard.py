@@ -121,7 +121,8 @@ def test_greedy_loop_fires_the_guard_and_keeps_no_repeat_it_had_retries_for(lm, 
 def test_retries_are_bounded_per_sentence(lm):
     # At 0.01 every sentence after the first is too close to an earlier one: each is rolled back
     # exactly max_retries times and then kept; the unterminated tail may have used up to 2 more.
-    c = lm.generate(LOOP, **GREEDY, semantic_repetition_threshold=0.01, semantic_max_retries=2)
+    # ignore_eos: a resampled sentence may end the text, and this needs several to count.
+    c = lm.generate(LOOP, **GREEDY, ignore_eos=True, semantic_repetition_threshold=0.01, semantic_max_retries=2)
     sentences = kept_sentences(lm, c)
     assert len(sentences) >= 3
     assert too_close(sentences, 0.01) == len(sentences) - 1

@@ -201,11 +201,12 @@ def test_every_schema_of_the_set_gives_json_that_parses_and_validates(smollm_nat
     """All of tests/generation/data/json_schemas.json, greedy, four sequences at a time (the
     fastest batch for this model on 2 cores); 100% must validate. Plain greedy can loop inside a
     value the grammar cannot close (a number's digits "1111…" until max_tokens: 2 of 35 seen);
-    a repetition penalty of 1.1, the usual remedy, is part of the setting."""
+    a repetition penalty, the usual remedy, is part of the setting: 1.15, as a change of rounding
+    in attention left one of 35 looping at 1.1 ("1024898888…")."""
     assert len(SCHEMAS) >= 30
     lm = tl.LanguageModel(smollm_native.model, smollm_native.tokenizer, limits=RuntimeLimits(max_running=4))
     batch = [(_chat_prompt(lm, item), tl.SamplingParams(json_schema=item["schema"], temperature=0, max_tokens=192,
-                                                        repetition_penalty=1.1))
+                                                        repetition_penalty=1.15))
              for item in SCHEMAS]
     failures = []
     for item, completion in zip(SCHEMAS, lm.generate_batch(batch)):

@@ -53,7 +53,7 @@ static void rms_norm_row(const float *x, const float *g, int64_t C, float eps, f
 
 /* Σ a[i]·b[i] over 16 running sums (one vector register or two), so that compilers vectorize it
  * without reordering float additions on their own. n a multiple of 16 or not. */
-static inline float dot16(const float *a, const float *b, int64_t n) {
+static inline float dot16_generic(const float *a, const float *b, int64_t n) {
     float acc[16] = {0};
     int64_t i = 0;
     for (; i + 16 <= n; i += 16)
@@ -62,6 +62,34 @@ static inline float dot16(const float *a, const float *b, int64_t n) {
     for (int w = 8; w > 0; w /= 2)
         for (int j = 0; j < w; j++) acc[j] += acc[j + w];
     return acc[0];
+}
+
+/* The same sums in the same order, the last halving steps in registers: the compiled loop above
+ * went through memory for them, and at a few hundred positions a head that was most of its cost. */
+static inline float dot16(const float *a, const float *b, int64_t n) {
+#if defined(__AVX512F__)
+    if (n % 16 == 0) {
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t i = 0; i < n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
+        __m256 h = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
+        __m128 v = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+        return _mm_cvtss_f32(_mm_add_ss(v, _mm_shuffle_ps(v, v, 1)));
+    }
+#elif defined(TL_AVX2)
+    if (n % 16 == 0) {
+        __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+        for (int64_t i = 0; i < n; i += 16) {
+            lo = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), lo);
+            hi = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), hi);
+        }
+        __m256 h = _mm256_add_ps(lo, hi);
+        __m128 v = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+        return _mm_cvtss_f32(_mm_add_ss(v, _mm_shuffle_ps(v, v, 1)));
+    }
+#endif
+    return dot16_generic(a, b, n);
 }
 
 /* e^x for x ≤ 0 (scores minus their maximum), in a form compilers vectorize: 2^t = 2^n · 2^f with
@@ -91,6 +119,135 @@ static void rope_head(float *h, const float *cos, const float *sin, int64_t D) {
         float a = h[i], b = h[i + half];
         h[i] = a * cos[i] - b * sin[i];
         h[i + half] = b * cos[i + half] + a * sin[i + half];
+    }
+}
+
+#if defined(__AVX512F__)
+#define VW 16 /* floats a vector */
+#define vf __m512
+#define vi __m512i
+#define vset _mm512_set1_ps
+#define vload _mm512_loadu_ps
+#define vstore _mm512_storeu_ps
+#define vmax _mm512_max_ps
+#define vsub _mm512_sub_ps
+#define vmul _mm512_mul_ps
+#define vadd _mm512_add_ps
+#define vfma _mm512_fmadd_ps
+#define vtrunc _mm512_cvttps_epi32
+#define vtofloat _mm512_cvtepi32_ps
+#define vpow2(n) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n, _mm512_set1_epi32(127)), 23))
+#define vkeep(x, e) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, vset(-87.0f), _CMP_NLT_UQ), e)
+#elif defined(TL_AVX2)
+#define VW 8
+#define vf __m256
+#define vi __m256i
+#define vset _mm256_set1_ps
+#define vload _mm256_loadu_ps
+#define vstore _mm256_storeu_ps
+#define vmax _mm256_max_ps
+#define vsub _mm256_sub_ps
+#define vmul _mm256_mul_ps
+#define vadd _mm256_add_ps
+#define vfma _mm256_fmadd_ps
+#define vtrunc _mm256_cvttps_epi32
+#define vtofloat _mm256_cvtepi32_ps
+#define vpow2(n) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23))
+#define vkeep(x, e) _mm256_and_ps(_mm256_cmp_ps(x, vset(-87.0f), _CMP_NLT_UQ), e)
+#endif
+
+#ifdef VW
+/* exp_nonpositive, its operations lane by lane (fused multiply-adds where the scalar's compile to them) */
+static inline vf vexp_nonpositive(vf x) {
+    vf u = vmax(vmul(x, vset(1.4426950408889634f)), vset(-126.0f));
+    vi n = vtrunc(vsub(u, vset(0.5f)));
+    vf f = vsub(u, vtofloat(n)), p = vset(1.5346250438597053e-04f);
+    p = vfma(p, f, vset(1.3399935560300946e-03f));
+    p = vfma(p, f, vset(9.61848720908165e-03f));
+    p = vfma(p, f, vset(5.550328642129898e-02f));
+    p = vfma(p, f, vset(2.4022646248340607e-01f));
+    p = vfma(p, f, vset(6.931471824645996e-01f));
+    p = vfma(p, f, vset(1.0f));
+    return vkeep(x, vmul(p, vpow2(n)));
+}
+#endif
+
+/* s[t] ← e^(s[t] − max s); returns Σ s over 16 running sums (position t in sum t mod 16), halved
+ * as dot16's. The maximum is exact in any order; the vector loops compute what the C tail does. */
+static float exp_shifted(float *s, int64_t S) {
+    float top = -INFINITY, acc[16] = {0};
+    int64_t t = 0;
+#ifdef VW
+    vf m = vset(-INFINITY);
+    for (; t + VW <= S; t += VW) m = vmax(m, vload(s + t));
+    float lanes[VW];
+    vstore(lanes, m);
+    for (int j = 0; j < VW; j++) top = lanes[j] > top ? lanes[j] : top;
+#endif
+    for (int64_t r = t; r < S; r++) top = s[r] > top ? s[r] : top;
+    t = 0;
+#ifdef VW
+    vf sum[16 / VW];
+    for (int j = 0; j < 16 / VW; j++) sum[j] = vset(0.0f);
+    for (; t + 16 <= S; t += 16)
+        for (int j = 0; j < 16 / VW; j++) {
+            vf e = vexp_nonpositive(vsub(vload(s + t + j * VW), vset(top)));
+            vstore(s + t + j * VW, e);
+            sum[j] = vadd(sum[j], e);
+        }
+    for (int j = 0; j < 16 / VW; j++) vstore(acc + j * VW, sum[j]);
+#endif
+    for (int64_t j = 0; t < S; t++, j++) {
+        s[t] = exp_nonpositive(s[t] - top);
+        acc[j] += s[t];
+    }
+    for (int w = 8; w > 0; w /= 2)
+        for (int j = 0; j < w; j++) acc[j] += acc[j + w];
+    return acc[0];
+}
+
+/* o = Σ_t (s[t]·inv)·V[t], up to 64 of o's values held in registers over the positions (written
+ * through o at every position, they were reloaded each time): four independent chains, as one
+ * would wait on each multiply-add. Each o[d] still adds its terms in position order. */
+static void weigh_values(const float *s, float inv, const float *V, int64_t S, int64_t D, float *o) {
+    int64_t d0 = 0;
+#if defined(__AVX512F__)
+    for (; d0 + 64 <= D; d0 += 64) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t t = 0; t < S; t++) {
+            const __m512 p = _mm512_set1_ps(s[t] * inv);
+            const float *v = V + t * D + d0;
+            a0 = _mm512_fmadd_ps(p, _mm512_loadu_ps(v), a0);
+            a1 = _mm512_fmadd_ps(p, _mm512_loadu_ps(v + 16), a1);
+            a2 = _mm512_fmadd_ps(p, _mm512_loadu_ps(v + 32), a2);
+            a3 = _mm512_fmadd_ps(p, _mm512_loadu_ps(v + 48), a3);
+        }
+        _mm512_storeu_ps(o + d0, a0);
+        _mm512_storeu_ps(o + d0 + 16, a1);
+        _mm512_storeu_ps(o + d0 + 32, a2);
+        _mm512_storeu_ps(o + d0 + 48, a3);
+    }
+#elif defined(TL_AVX2)
+    for (; d0 + 32 <= D; d0 += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t t = 0; t < S; t++) {
+            const __m256 p = _mm256_set1_ps(s[t] * inv);
+            const float *v = V + t * D + d0;
+            a0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v), a0);
+            a1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 8), a1);
+            a2 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 16), a2);
+            a3 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 24), a3);
+        }
+        _mm256_storeu_ps(o + d0, a0);
+        _mm256_storeu_ps(o + d0 + 8, a1);
+        _mm256_storeu_ps(o + d0 + 16, a2);
+        _mm256_storeu_ps(o + d0 + 24, a3);
+    }
+#endif
+    for (int64_t d = d0; d < D; d++) {
+        float acc = 0.0f;
+        for (int64_t t = 0; t < S; t++) acc += s[t] * inv * V[t * D + d];
+        o[d] = acc;
     }
 }
 
@@ -168,19 +325,9 @@ int tl_decode(const tl_model *m, const tl_cache *c, int64_t B, const int64_t *sl
             rope_head(q, m->rope_cos + pos[b] * D, m->rope_sin + pos[b] * D, D);
             const float *K = c->k[l] + slots[b] * slot_stride + g * head_stride;
             const float *V = c->v[l] + slots[b] * slot_stride + g * head_stride;
-            float *s = scores + i * longest, top = -INFINITY, total = 0.0f;
-            for (int64_t t = 0; t < S; t++) {
-                s[t] = dot16(q, K + t * D, D) * scale;
-                top = s[t] > top ? s[t] : top;
-            }
-            for (int64_t t = 0; t < S; t++) s[t] = exp_nonpositive(s[t] - top);
-            for (int64_t t = 0; t < S; t++) total += s[t];
-            float *o = att + b * H * D + h * D, inv = 1.0f / total;
-            for (int64_t d = 0; d < D; d++) o[d] = 0.0f;
-            for (int64_t t = 0; t < S; t++) {
-                float p = s[t] * inv;
-                for (int64_t d = 0; d < D; d++) o[d] += p * V[t * D + d];
-            }
+            float *s = scores + i * longest;
+            for (int64_t t = 0; t < S; t++) s[t] = dot16(q, K + t * D, D) * scale;
+            weigh_values(s, 1.0f / exp_shifted(s, S), V, S, D, att + b * H * D + h * D);
         }
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < B; b++) quantize_row(att + b * H * D, H * D, act + b * (H * D / QK));

@@ -22,6 +22,9 @@
  *
  * the integer sums exact and the two float steps in this order in every variant, the
  * portable C included: all three give the same bits, whatever the batch around a row.
+ * With AVX-512 VNNI and eight activation rows or more, two neighbouring row blocks share one
+ * 512-bit vector (x16_block). Each copy of the loops is compiled for one format, so no test of
+ * the format runs inside them.
  */
 #include <stdlib.h>
 
@@ -170,11 +173,106 @@ static inline __attribute__((always_inline)) void x8_block(int base, const uint8
     }
 }
 
-static void x8_rows(int base, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const act_group *x, int64_t M,
-                    float *y, int64_t ldy, int accumulate) {
+#ifdef TL_VNNI
+#define X16_TILE 4 /* activation rows a pass over two row blocks takes */
+
+/* Two row blocks in one 512-bit vector: lanes 0-7 are block a's rows, 8-15 block b's. The same
+ * integer sums and float steps as x8_block, lane for lane, with half the instructions: the tile
+ * format stays eight rows wide, so every variant reads the same bytes. */
+static inline __m512i codes2(const uint8_t *a, const uint8_t *b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
+                              _mm256_loadu_si256((const __m256i *)b), 1);
+}
+
+static inline __m512 halves2(const uint8_t *a, const uint8_t *b) {
+    return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)a)),
+                                                   _mm_loadu_si128((const __m128i *)b), 1));
+}
+
+static inline __m512i bcast16(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+static inline __attribute__((always_inline)) void x16_block(const int base, const uint8_t *ta, const uint8_t *tb,
+                                                            int64_t G, const act_group *x, int64_t ldx, int mt,
+                                                            __m512 *acc) {
+    const int64_t size = tile_bytes(base);
+    const int header = tile_header(base);
+    for (int m = 0; m < mt; m++) acc[m] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < G; g++) {
+        const uint8_t *a = ta + g * size, *b = tb + g * size;
+        const __m512 dw = halves2(a, b);
+        if (base == TL_Q8_0) {
+            __m512i u[8];
+            for (int c = 0; c < 8; c++)
+                u[c] = _mm512_xor_si512(codes2(a + header + 32 * c, b + header + 32 * c), _mm512_set1_epi8((char)0x80));
+            for (int m = 0; m < mt; m++) {
+                const act_group *q = x + m * ldx + g;
+                __m512i sum = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
+                for (int c = 0; c < 8; c += 2) {
+                    sum = _mm512_dpbusd_epi32(sum, u[c], bcast16(q->q + 4 * c));
+                    odd = _mm512_dpbusd_epi32(odd, u[c + 1], bcast16(q->q + 4 * c + 4));
+                }
+                sum = _mm512_sub_epi32(_mm512_add_epi32(sum, odd), _mm512_set1_epi32(128 * q->sum));
+                acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, _mm512_set1_ps(q->d)), acc[m]);
+            }
+        } else {
+            const __m512i low = _mm512_set1_epi8(0x0F);
+            __m512i lo[4], hi[4];
+            for (int c = 0; c < 4; c++) {
+                __m512i v = codes2(a + header + 32 * c, b + header + 32 * c);
+                lo[c] = _mm512_and_si512(v, low);
+                hi[c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+            }
+            const __m512 mw = base == TL_Q4_1 ? halves2(a + 16, b + 16) : _mm512_setzero_ps();
+            for (int m = 0; m < mt; m++) {
+                const act_group *q = x + m * ldx + g;
+                __m512i sum = _mm512_setzero_si512(), high = _mm512_setzero_si512();
+                for (int c = 0; c < 4; c++) {
+                    sum = _mm512_dpbusd_epi32(sum, lo[c], bcast16(q->q + 4 * c));
+                    high = _mm512_dpbusd_epi32(high, hi[c], bcast16(q->q + 16 + 4 * c));
+                }
+                sum = _mm512_add_epi32(sum, high);
+                if (base == TL_Q4_0) sum = _mm512_sub_epi32(sum, _mm512_set1_epi32(8 * q->sum));
+                acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, _mm512_set1_ps(q->d)), acc[m]);
+                if (base == TL_Q4_1) acc[m] = _mm512_fmadd_ps(mw, _mm512_set1_ps(q->s), acc[m]);
+            }
+        }
+    }
+}
+#endif
+
+static inline __attribute__((always_inline)) void x8_rows_of(const int base, const uint8_t *w, int64_t n0, int64_t n1,
+                                                             int64_t K, const act_group *x, int64_t M, float *y,
+                                                             int64_t ldy, int accumulate) {
     const int64_t rb = row_bytes(base, K), G = K / QK;
+    int64_t n = n0;
+#ifdef TL_VNNI
+    __m512 wide[X16_TILE];
+    /* Few activation rows are bound by the weights' memory traffic, and there two row blocks at
+     * once measured slower than one (see docs/performance.md): x16 from eight rows on. */
+    for (; M >= 8 && n + 16 <= n1; n += 16) {
+        const uint8_t *ta = w + n * rb, *tb = ta + 8 * rb;
+        for (int64_t m0 = 0; m0 < M; m0 += X16_TILE) {
+            int mt = M - m0 < X16_TILE ? (int)(M - m0) : X16_TILE;
+            const act_group *xm = x + m0 * G;
+            switch (mt) {
+            case 1: x16_block(base, ta, tb, G, xm, G, 1, wide); break;
+            case 2: x16_block(base, ta, tb, G, xm, G, 2, wide); break;
+            case 3: x16_block(base, ta, tb, G, xm, G, 3, wide); break;
+            default: x16_block(base, ta, tb, G, xm, G, 4, wide); break;
+            }
+            for (int m = 0; m < mt; m++) {
+                float *dst = y + (m0 + m) * ldy + n;
+                _mm512_storeu_ps(dst, accumulate ? _mm512_add_ps(_mm512_loadu_ps(dst), wide[m]) : wide[m]);
+            }
+        }
+    }
+#endif
     __m256 acc[X8_TILE];
-    for (int64_t n = n0; n < n1; n += 8) {
+    for (; n < n1; n += 8) {
         const uint8_t *tiles = w + n * rb; /* row block n / 8 */
         for (int64_t m0 = 0; m0 < M; m0 += X8_TILE) {
             int mt = M - m0 < X8_TILE ? (int)(M - m0) : X8_TILE;
@@ -191,6 +289,15 @@ static void x8_rows(int base, const uint8_t *w, int64_t n0, int64_t n1, int64_t 
                 _mm256_storeu_ps(dst, v);
             }
         }
+    }
+}
+
+static void x8_rows(int base, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const act_group *x, int64_t M,
+                    float *y, int64_t ldy, int accumulate) {
+    switch (base) { /* a constant format in each copy: no test of it inside the loops */
+    case TL_Q4_0: x8_rows_of(TL_Q4_0, w, n0, n1, K, x, M, y, ldy, accumulate); break;
+    case TL_Q4_1: x8_rows_of(TL_Q4_1, w, n0, n1, K, x, M, y, ldy, accumulate); break;
+    default: x8_rows_of(TL_Q8_0, w, n0, n1, K, x, M, y, ldy, accumulate); break;
     }
 }
 
