@@ -18,6 +18,7 @@
  */
 #include <stdlib.h>
 
+#include "exp2.h"
 #include "qblocks.h"
 
 void tl_qrows(int kind, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const act_group *x, int64_t M,
@@ -92,6 +93,9 @@ static inline float dot16(const float *a, const float *b, int64_t n) {
     return dot16_generic(a, b, n);
 }
 
+#define SCALAR(c) (c)
+#define SCALAR_MULADD(a, b, c) ((a) * (b) + (c)) /* contracted to one fma where the target has it */
+
 /* e^x for x ≤ 0 (scores minus their maximum), in a form compilers vectorize: 2^t = 2^n · 2^f with
  * n = round(t), |f| ≤ 1/2, and 2^f by the degree-6 polynomial of exp2.h (relative error 1.9e-9
  * before float32 rounding). Below e^−87 the result is 0, as float32's normal range ends there. */
@@ -100,13 +104,7 @@ static inline float exp_nonpositive(float x) {
     t = t < -126.0f ? -126.0f : t;
     float n = (float)(int32_t)(t - 0.5f); /* round to nearest for t ≤ 0 */
     float f = t - n;
-    float p = 1.5346250438597053e-04f;
-    p = p * f + 1.3399935560300946e-03f;
-    p = p * f + 9.61848720908165e-03f;
-    p = p * f + 5.550328642129898e-02f;
-    p = p * f + 2.4022646248340607e-01f;
-    p = p * f + 6.931471824645996e-01f;
-    p = p * f + 1.0f;
+    float p = TL_EXP2_POLY(SCALAR_MULADD, SCALAR, f);
     uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, 4);
@@ -161,13 +159,7 @@ static void rope_head(float *h, const float *cos, const float *sin, int64_t D) {
 static inline vf vexp_nonpositive(vf x) {
     vf u = vmax(vmul(x, vset(1.4426950408889634f)), vset(-126.0f));
     vi n = vtrunc(vsub(u, vset(0.5f)));
-    vf f = vsub(u, vtofloat(n)), p = vset(1.5346250438597053e-04f);
-    p = vfma(p, f, vset(1.3399935560300946e-03f));
-    p = vfma(p, f, vset(9.61848720908165e-03f));
-    p = vfma(p, f, vset(5.550328642129898e-02f));
-    p = vfma(p, f, vset(2.4022646248340607e-01f));
-    p = vfma(p, f, vset(6.931471824645996e-01f));
-    p = vfma(p, f, vset(1.0f));
+    vf f = vsub(u, vtofloat(n)), p = TL_EXP2_POLY(vfma, vset, f);
     return vkeep(x, vmul(p, vpow2(n)));
 }
 #endif
@@ -211,37 +203,14 @@ static float exp_shifted(float *s, int64_t S) {
  * would wait on each multiply-add. Each o[d] still adds its terms in position order. */
 static void weigh_values(const float *s, float inv, const float *V, int64_t S, int64_t D, float *o) {
     int64_t d0 = 0;
-#if defined(__AVX512F__)
-    for (; d0 + 64 <= D; d0 += 64) {
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+#ifdef VW
+    for (; d0 + 4 * VW <= D; d0 += 4 * VW) {
+        vf acc[4] = {vset(0.0f), vset(0.0f), vset(0.0f), vset(0.0f)};
         for (int64_t t = 0; t < S; t++) {
-            const __m512 p = _mm512_set1_ps(s[t] * inv);
-            const float *v = V + t * D + d0;
-            a0 = _mm512_fmadd_ps(p, _mm512_loadu_ps(v), a0);
-            a1 = _mm512_fmadd_ps(p, _mm512_loadu_ps(v + 16), a1);
-            a2 = _mm512_fmadd_ps(p, _mm512_loadu_ps(v + 32), a2);
-            a3 = _mm512_fmadd_ps(p, _mm512_loadu_ps(v + 48), a3);
+            const vf p = vset(s[t] * inv);
+            for (int j = 0; j < 4; j++) acc[j] = vfma(p, vload(V + t * D + d0 + j * VW), acc[j]);
         }
-        _mm512_storeu_ps(o + d0, a0);
-        _mm512_storeu_ps(o + d0 + 16, a1);
-        _mm512_storeu_ps(o + d0 + 32, a2);
-        _mm512_storeu_ps(o + d0 + 48, a3);
-    }
-#elif defined(TL_AVX2)
-    for (; d0 + 32 <= D; d0 += 32) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t t = 0; t < S; t++) {
-            const __m256 p = _mm256_set1_ps(s[t] * inv);
-            const float *v = V + t * D + d0;
-            a0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v), a0);
-            a1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 8), a1);
-            a2 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 16), a2);
-            a3 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 24), a3);
-        }
-        _mm256_storeu_ps(o + d0, a0);
-        _mm256_storeu_ps(o + d0 + 8, a1);
-        _mm256_storeu_ps(o + d0 + 16, a2);
-        _mm256_storeu_ps(o + d0 + 24, a3);
+        for (int j = 0; j < 4; j++) vstore(o + d0 + j * VW, acc[j]);
     }
 #endif
     for (int64_t d = d0; d < D; d++) {
