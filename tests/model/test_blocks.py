@@ -222,12 +222,31 @@ def test_the_fused_step_computes_what_the_layer_by_layer_step_does(smollm, smoll
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
+def test_the_decode_steps_attention_is_a_float64_softmax_to_float32_rounding(variant):
+    """Every length from 1 to 80 (the vector loops, their C tails, one position alone) and head sizes
+    that fill four vectors or leave a remainder, against softmax(q·Kᵀ·scale)·V in float64."""
+    lib = blocks.library(variant)
+    g = torch.Generator().manual_seed(11)
+    for D in (64, 48, 24):
+        for S in (*range(1, 40), 47, 64, 80):
+            q, keys, values = torch.randn(D, generator=g), torch.randn(S, D, generator=g), torch.randn(S, D, generator=g)
+            scale = D ** -0.5
+            weights = (keys.double() @ q.double() * scale).softmax(0)
+            exact = weights @ values.double()
+            got = blocks.attend_head(lib, q, keys, values, scale).double()
+            assert (got - exact).abs().max().item() < 2e-6, (D, S)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_every_variant_decodes_the_same_text(smollm_native, variant):
     model = smollm_native.model
     saved = model.fused_decoder
     model.fused_decoder = FusedDecoder(model, blocks.library(variant))
     try:
-        ids = smollm_native.tokenizer.encode("The capital of France is")
+        # past 16 positions, and not a multiple of 16: the attention's vector loops and their C tail
+        ids = smollm_native.tokenizer.encode("The capital of France is Paris. The capital of Italy is Rome. "
+                                             "The capital of Spain is Madrid. The capital of Germany is")
+        assert len(ids) > 16 and len(ids) % 16
         logits = _decode_logits(model, ids, 4, True)
     finally:
         model.fused_decoder = saved

@@ -167,6 +167,8 @@ def _build(variant: str) -> ctypes.CDLL | None:
     lib.tl_apply_bitmask.restype = i64
     lib.tl_decode_check.argtypes = [_P(_Model)]
     lib.tl_decode.argtypes = [_P(_Model), _P(_Cache), i64, vp, vp, vp, ctypes.c_int]
+    lib.tl_attend_head.argtypes = [vp, vp, vp, i64, i64, ctypes.c_float, vp, vp]
+    lib.tl_attend_head.restype = None
     for fn in (lib.tl_qmatmul, lib.tl_dequantize, lib.tl_qsupported, lib.tl_repack_x8, lib.tl_decode_check,
                lib.tl_decode):
         fn.restype = ctypes.c_int
@@ -295,3 +297,15 @@ def apply_bitmask(lib: ctypes.CDLL, bitmask, logits: torch.Tensor, known: int) -
                                  logits.shape[0], logits.shape[1], logits.stride(0), known)
     return out, int(empty)
 
+
+
+def attend_head(lib: ctypes.CDLL, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float) -> torch.Tensor:
+    """The fused decode step's attention for one query head: q (D,), keys and values (S, D), float32."""
+    q, keys, values = (t.float().contiguous() for t in (q, keys, values))
+    S, D = keys.shape
+    if q.shape != (D,) or values.shape != (S, D) or S < 1:
+        raise ValueError(f"attend_head: q (D,), keys and values (S, D) with S >= 1; got {tuple(q.shape)}, "
+                         f"{tuple(keys.shape)}, {tuple(values.shape)}")
+    scores, out = torch.empty(S), torch.empty(D)
+    lib.tl_attend_head(q.data_ptr(), keys.data_ptr(), values.data_ptr(), S, D, scale, scores.data_ptr(), out.data_ptr())
+    return out

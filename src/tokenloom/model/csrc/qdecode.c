@@ -65,8 +65,8 @@ static inline float dot16_generic(const float *a, const float *b, int64_t n) {
     return acc[0];
 }
 
-/* The same sums in the same order, the last halving steps in registers: the compiled loop above
- * went through memory for them, and at a few hundred positions a head that was most of its cost. */
+/* The same sums in the same order, the halving steps in registers: the compiled loop above went
+ * through memory for them, which at a few hundred positions was most of a head's cost. */
 static inline float dot16(const float *a, const float *b, int64_t n) {
 #if defined(__AVX512F__)
     if (n % 16 == 0) {
@@ -96,9 +96,10 @@ static inline float dot16(const float *a, const float *b, int64_t n) {
 #define SCALAR(c) (c)
 #define SCALAR_MULADD(a, b, c) ((a) * (b) + (c)) /* contracted to one fma where the target has it */
 
-/* e^x for x ≤ 0 (scores minus their maximum), in a form compilers vectorize: 2^t = 2^n · 2^f with
- * n = round(t), |f| ≤ 1/2, and 2^f by the degree-6 polynomial of exp2.h (relative error 1.9e-9
- * before float32 rounding). Below e^−87 the result is 0, as float32's normal range ends there. */
+/* e^x for x ≤ 0 (scores minus their maximum; vexp_nonpositive below is the same lane by lane):
+ * 2^t = 2^n · 2^f with n = round(t), |f| ≤ 1/2, and 2^f by the degree-6 polynomial of exp2.h
+ * (relative error 1.9e-9 before float32 rounding). Below e^−87 the result is 0, as float32's
+ * normal range ends there. */
 static inline float exp_nonpositive(float x) {
     float t = x * 1.4426950408889634f;
     t = t < -126.0f ? -126.0f : t;
@@ -189,9 +190,9 @@ static float exp_shifted(float *s, int64_t S) {
         }
     for (int j = 0; j < 16 / VW; j++) vstore(acc + j * VW, sum[j]);
 #endif
-    for (int64_t j = 0; t < S; t++, j++) {
+    for (; t < S; t++) { /* all of them in portable C, the last S mod 16 after the vector loop */
         s[t] = exp_nonpositive(s[t] - top);
-        acc[j] += s[t];
+        acc[t % 16] += s[t];
     }
     for (int w = 8; w > 0; w /= 2)
         for (int j = 0; j < w; j++) acc[j] += acc[j + w];
@@ -218,6 +219,14 @@ static void weigh_values(const float *s, float inv, const float *V, int64_t S, i
         for (int64_t t = 0; t < S; t++) acc += s[t] * inv * V[t * D + d];
         o[d] = acc;
     }
+}
+
+/* One query head over S positions of keys and values (S, D) each, as the step computes it: the
+ * step's own attention, callable alone so that tests can hold it to a float64 softmax. */
+void tl_attend_head(const float *q, const float *K, const float *V, int64_t S, int64_t D, float scale,
+                    float *scores, float *out) {
+    for (int64_t t = 0; t < S; t++) scores[t] = dot16(q, K + t * D, D) * scale;
+    weigh_values(scores, 1.0f / exp_shifted(scores, S), V, S, D, out);
 }
 
 /* Products over all rows of W, shared among the team: called by every thread of the region. */
@@ -294,9 +303,7 @@ int tl_decode(const tl_model *m, const tl_cache *c, int64_t B, const int64_t *sl
             rope_head(q, m->rope_cos + pos[b] * D, m->rope_sin + pos[b] * D, D);
             const float *K = c->k[l] + slots[b] * slot_stride + g * head_stride;
             const float *V = c->v[l] + slots[b] * slot_stride + g * head_stride;
-            float *s = scores + i * longest;
-            for (int64_t t = 0; t < S; t++) s[t] = dot16(q, K + t * D, D) * scale;
-            weigh_values(s, 1.0f / exp_shifted(s, S), V, S, D, att + b * H * D + h * D);
+            tl_attend_head(q, K, V, S, D, scale, scores + i * longest, att + b * H * D + h * D);
         }
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < B; b++) quantize_row(att + b * H * D, H * D, act + b * (H * D / QK));
