@@ -47,7 +47,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="timed per (rows, shape)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    rows = [int(r) for r in args.rows.split(",")]
+    try:
+        rows = [int(r) for r in args.rows.split(",")]
+    except ValueError:
+        parser.error(f"--rows takes a comma-separated list of positive integers, got {args.rows!r}")
+    if min(rows) < 1 or args.context < 1:
+        parser.error("--rows and --context must be at least 1")
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     lm = tl.load("smollm2-135m-instruct")
