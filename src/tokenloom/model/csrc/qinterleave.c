@@ -83,11 +83,14 @@ static inline void x8_unpack(int base, const uint8_t *t, int16_t c[8][QK], float
 }
 
 #ifdef TL_AVX2
-static inline __m256i bcast4(const int8_t *p) {
+/* Four activation bytes as one word, to broadcast to every lane. */
+static inline int32_t word4(const int8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);
-    return _mm256_set1_epi32(v);
+    return v;
 }
+
+static inline __m256i bcast4(const int8_t *p) { return _mm256_set1_epi32(word4(p)); }
 
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
 #define TL_VNNI 1
@@ -189,11 +192,7 @@ static inline __m512 halves2(const uint8_t *a, const uint8_t *b) {
                                                    _mm_loadu_si128((const __m128i *)b), 1));
 }
 
-static inline __m512i bcast16(const int8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return _mm512_set1_epi32(v);
-}
+static inline __m512i bcast16(const int8_t *p) { return _mm512_set1_epi32(word4(p)); }
 
 static inline __attribute__((always_inline)) void x16_block(const int base, const uint8_t *ta, const uint8_t *tb,
                                                             int64_t G, const act_group *x, int64_t ldx, int mt,
