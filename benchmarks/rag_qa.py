@@ -10,7 +10,10 @@ Paragraphs are shuffled with --seed and split three ways:
   P[80:240]  their questions are the answerable (HasAns) test set, asked of store A (all 240).
 Retrieval recall@1/@5 uses all 1,190 questions on store A (the gold paragraph among the top chunks).
 
-Generation settings: closed book; retrieval (plain: answer whatever the scores); retrieval +
+Answers come as tokenloom.rag.ask gives them by default: the best sentence of the k chunks
+retrieved, and the span of it the model scores highest (extractive; --free lets the model
+write its answer instead). Generation settings: closed book (the model writes its answer);
+retrieval (plain: answer whatever the scores); retrieval +
 abstention (the thresholds of tokenloom.rag.ask); + reject sampling (N=4); + verification;
 + hedging (the hedge prompt, no thresholds). Answerable: EM, F1 (SQuAD normalisation), answer
 contained; an abstention scores 0. The answer is scored without its citation
@@ -117,15 +120,15 @@ def has_ans(rows, answers) -> dict:
             "answered": 100 * sum(not a.abstained for a in answers) / n}
 
 
-def run_settings(lm, stores, answerable, unanswerable, k, progress, style) -> dict:
-    plain = AskConfig(style=style, k=k, abstain=False)
+def run_settings(lm, stores, answerable, unanswerable, k, progress, base) -> dict:
+    plain = AskConfig(**base, k=k, abstain=False)
     specs = {  # setting: (config for generation, config for the decision)
-        "closed book": (AskConfig(style=style, closed_book=True), AskConfig(style=style, closed_book=True)),
+        "closed book": (AskConfig(**base, closed_book=True), AskConfig(**base, closed_book=True)),
         "retrieval": (plain, plain),
-        "retrieval + abstention": (plain, AskConfig(style=style, k=k)),
-        "retrieval + reject sampling (N=4)": (AskConfig(style=style, k=k, samples=4), AskConfig(style=style, k=k, samples=4)),
-        "retrieval + verification": (plain, AskConfig(style=style, k=k, verify=True)),
-        "retrieval + hedging": (AskConfig(style=style, k=k, hedge=True, abstain=False), AskConfig(style=style, k=k, hedge=True, abstain=False)),
+        "retrieval + abstention": (plain, AskConfig(**base, k=k)),
+        "retrieval + reject sampling (N=4)": (AskConfig(**base, k=k, samples=4), AskConfig(**base, k=k, samples=4)),
+        "retrieval + verification": (plain, AskConfig(**base, k=k, verify=True)),
+        "retrieval + hedging": (AskConfig(**base, k=k, hedge=True, abstain=False), AskConfig(**base, k=k, hedge=True, abstain=False)),
     }
     cache, results, kept = {}, {}, {}
     for name, (gen_config, decide_config) in specs.items():
@@ -147,14 +150,16 @@ def run_settings(lm, stores, answerable, unanswerable, k, progress, style) -> di
     return results, kept
 
 
-def coverage_curve(answerable, kept, png: Path, style: str) -> list:
-    """Coverage and accuracy (gold contained, NoAns answered = wrong) as the support threshold rises."""
+def coverage_curve(answerable, kept, png: Path, base: dict) -> list:
+    """Coverage and accuracy (gold contained, NoAns answered = wrong) as the mean log-probability
+    threshold of `ask` rises, above the retrieval floor."""
     points = []
-    pairs = [(a.support, a.retrieval_score, best_of(contains_answer, strip_citations(a.answer), r["answers"]["text"]))
+    pairs = [(a.mean_logprob, a.retrieval_score, best_of(contains_answer, strip_citations(a.answer), r["answers"]["text"]))
              for r, a in zip(answerable, kept[("retrieval", "HasAns")])]
-    pairs += [(a.support, a.retrieval_score, 0.0) for a in kept[("retrieval", "NoAns")]]
-    for threshold in [t / 20 for t in range(0, 20)]:
-        answered = [c for s, r, c in pairs if s >= threshold and r >= AskConfig(style=style).min_retrieval]
+    pairs += [(a.mean_logprob, a.retrieval_score, 0.0) for a in kept[("retrieval", "NoAns")]]
+    floor = AskConfig(**base).min_retrieval
+    for threshold in [-6 + t / 4 for t in range(0, 25)]:
+        answered = [c for lp, r, c in pairs if lp is not None and lp >= threshold and r >= floor]
         points.append({"threshold": threshold, "coverage": len(answered) / len(pairs),
                        "accuracy": sum(answered) / len(answered) if answered else None})
     import matplotlib
@@ -168,7 +173,7 @@ def coverage_curve(answerable, kept, png: Path, style: str) -> list:
     plt.plot(xs, ys, marker="o")
     plt.xlabel("coverage (share answered, HasAns + NoAns)")
     plt.ylabel("accuracy of answered (gold contained)")
-    plt.title("SmolLM2-135M + retrieval: support threshold 0 to 0.95")
+    plt.title("SmolLM2-135M + retrieval: log-probability floor −6 to 0", fontsize=10)
     plt.grid(alpha=0.3)
     plt.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
@@ -203,8 +208,8 @@ def auc(positives, negatives) -> float:
     return wins / (len(positives) * len(negatives))
 
 
-def calibrate(lm, stores, rows_a, progress, k, style) -> dict:
-    plain = AskConfig(style=style, k=k, abstain=False)
+def calibrate(lm, stores, rows_a, progress, k, base) -> dict:
+    plain = AskConfig(**base, k=k, abstain=False)
     gens_a = generations(lm, stores["A"], rows_a, plain, progress, "calibration (answerable)")
     gens_c = generations(lm, stores["C"], rows_a, plain, progress, "calibration (unanswerable)")
     ans_a, ans_c = answers_for(stores["A"], rows_a, gens_a, plain), answers_for(stores["C"], rows_a, gens_c, plain)
@@ -253,13 +258,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=24, help="questions per test set (0: all)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--k", type=int, default=1, help="passages per prompt")
+    parser.add_argument("--k", type=int, default=2, help="chunks retrieved per question (their best sentence is shown)")
     parser.add_argument("--style", choices=["chat", "short"], default="short", help="prompt style (tokenloom.rag.prompt)")
+    parser.add_argument("--free", action="store_true", help="written answers from whole chunks (no excerpt, no spans)")
     parser.add_argument("--calibrate", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("rag_qa.json"))
     parser.add_argument("--png", type=Path, default=Path("rag_qa_coverage.png"))
     args = parser.parse_args()
     print(cpu_line())
+    base = dict(style=args.style, **(dict(sentences=0, extractive=False) if args.free else {}))
     rows = load_rows()
     paragraphs = sorted({key(r) for r in rows})
     random.Random(args.seed).shuffle(paragraphs)
@@ -272,13 +279,13 @@ def main() -> None:
         stores = build_stores(rows, Path(folder), removed_test, calib)
         lm = tl.load("smollm2-135m-instruct")
         if args.calibrate:
-            result = calibrate(lm, stores, pick([r for r in rows if key(r) in calib]), progress, args.k, args.style)
+            result = calibrate(lm, stores, pick([r for r in rows if key(r) in calib]), progress, args.k, base)
             print(json.dumps(result, indent=2))
             return
         retrieval = recall(stores["A"], rows, progress)
-        results, kept = run_settings(lm, stores, answerable, unanswerable, args.k, progress, args.style)
+        results, kept = run_settings(lm, stores, answerable, unanswerable, args.k, progress, base)
         try:
-            curve = coverage_curve(answerable, kept, args.png, args.style)
+            curve = coverage_curve(answerable, kept, args.png, base)
         except OSError as exc:  # the figures below still print
             print(f"could not write the plot {args.png}: {exc}")
             curve = []
@@ -295,7 +302,7 @@ def main() -> None:
     args.out.write_text(json.dumps({"retrieval": retrieval, "settings": results, "coverage": curve,
                                     "consistency": agreement,
                                     "limit": args.limit, "seed": args.seed, "k": args.k,
-                                    "thresholds": AskConfig(style=args.style).__dict__}, indent=2, default=str))
+                                    "thresholds": AskConfig(**base).__dict__}, indent=2, default=str))
     print(f"\nwrote {args.out} and {args.png}")
 
 

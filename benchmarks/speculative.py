@@ -7,8 +7,9 @@ Prompts, --task summary: CNN/DailyMail test articles (../shared/data/cnndm_point
 cut to --article-tokens tokens, in SmolLM2's chat template, asking for a three-sentence summary;
 greedy decoding up to --tokens tokens (or EOS). --task retrieval: XQuAD-en questions
 (../shared/data/squad_v1_dev_xquad_en) with their passage, as `tokenloom.rag.ask` prompts them
-(--style short: its few-shot prompt; chat: its instruction in the chat template) and with its
-stop strings, so an answer is what `ask` would generate from a perfect retrieval. Both models run with the prefix cache off,
+for written answers (`--free`; --style short: its few-shot prompt; chat: its instruction in the
+chat template) and with its stop strings, so an answer is what `ask --free` would generate
+from a perfect retrieval. Both models run with the prefix cache off,
 so each generation computes its prompt. Per article, plain and speculative runs alternate
 (--repeats times) and the fastest of each is kept, which damps the noise of a shared machine.
 

@@ -64,3 +64,7 @@ def test_errors_are_one_line_and_exit_2(tmp_path):
         store.ingest([tmp_path / "a.txt"])
     bad_mode = env_run("rag", "search", "x", "--db", db, "--mode", "sparse")
     assert bad_mode.returncode == 2 and "bm25, dense, hybrid" in bad_mode.stderr.strip().splitlines()[-1]
+    chat_spans = env_run("rag", "ask", "x", "--db", db, "--style", "chat", "--extractive")
+    assert chat_spans.returncode == 2 and "extractive answers need style='short'" in chat_spans.stderr
+    bad_sentences = env_run("rag", "ask", "x", "--db", db, "--sentences", "-2")
+    assert bad_sentences.returncode == 2 and "sentences must be a whole number >= 0" in bad_sentences.stderr

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -81,10 +81,16 @@ def search_command(query: str, db: DB, k: K = 5, mode: MODE = "hybrid", as_json:
 def ask_command(
     question: str,
     db: DB,
-    k: K = 1,
+    k: K = 2,
     mode: MODE = "hybrid",
     style: Annotated[str, typer.Option(help="Prompt: short (worked examples, a span and its citation) or chat.")]
     = "short",
+    sentences: Annotated[Optional[int], typer.Option(
+        help="Show the model only this many sentences of the chunks, those closest to the question "
+             "(0: whole chunks; default 1 for short, 0 for chat).")] = None,
+    extractive: Annotated[Optional[bool], typer.Option(
+        "--extractive/--free", help="Answer with the passage span the model scores highest (short style's "
+                                    "default), or let it write the answer.")] = None,
     samples: Annotated[int, typer.Option(help="Candidates to sample; the best supported one is kept.")] = 1,
     verify: Annotated[bool, typer.Option("--verify", help="Check each sentence of the answer against the store.")] = False,
     hedge: Annotated[bool, typer.Option("--hedge", help="Ask the model to hedge or say it does not know.")] = False,
@@ -96,7 +102,8 @@ def ask_command(
     import tokenloom as tl
     from tokenloom.rag.ask import AskConfig, ask
 
-    config = AskConfig(k=k, mode=mode, samples=samples, verify=verify, hedge=hedge, style=style)
+    config = AskConfig(k=k, mode=mode, samples=samples, verify=verify, hedge=hedge, style=style, sentences=sentences,
+                       extractive=extractive)
     with _open(db) as store:
         answer = ask(tl.load(model), store, question, config=config)
     if as_json:

@@ -16,7 +16,8 @@ _LAZY = {
     "chunk_text": "tokenloom.rag.chunking", "split_sentences": "tokenloom.rag.chunking",
     "reciprocal_rank_fusion": "tokenloom.rag.fusion",
     "ask": "tokenloom.rag.ask", "Answer": "tokenloom.rag.ask", "AskConfig": "tokenloom.rag.ask",
-    "ABSTAIN": "tokenloom.rag.ask",
+    "ABSTAIN": "tokenloom.rag.ask", "excerpts": "tokenloom.rag.extract", "best_spans": "tokenloom.rag.extract",
+    "Span": "tokenloom.rag.extract",
 }
 
 __all__ = sorted(_LAZY)

@@ -7,11 +7,16 @@
 
 The steps, in order:
 1. retrieve k chunks (`Store.search`); if the best one's cosine with the question is
-   below `min_retrieval`, abstain without generating (weak retrieval);
+   below `min_retrieval`, abstain without generating (weak retrieval); with `sentences`
+   = n > 0 the model is shown only the n sentences of those chunks closest to the
+   question (`extract.excerpts`), each numbered as a passage of its own;
 2. one prompt of numbered passages in the config's style (`prompt.short_prompt`, a few-shot
-   completion, or `prompt.messages` through the chat template);
-   `samples` candidates submitted together through the scheduler (greedy for 1,
-   seeded sampling at `temperature` for more), each with per-token log-probabilities;
+   completion, or `prompt.messages` through the chat template). Extractive (the short
+   style's default): every span of the excerpts is scored as the answer
+   (`extract.best_spans`) and the best one is kept, or for `samples` > 1 that many are
+   drawn from the spans' scores at `temperature`. Otherwise `samples` candidates are
+   generated together through the scheduler (greedy for 1, seeded sampling at
+   `temperature` for more), each with per-token log-probabilities;
 3. each candidate: citations checked against the given passages (unknown numbers
    removed and reported), a refusal ("I don't know") counts as abstaining, mean token
    log-probability and support (`support.support_many`) computed;
@@ -33,6 +38,7 @@ from dataclasses import dataclass, field
 from tokenloom.errors import InvalidArgument
 from tokenloom.generation.engine import Request
 from tokenloom.generation.params import SamplingParams
+from tokenloom.rag.extract import best_spans, draw, excerpts
 from tokenloom.rag.prompt import ABSTAIN, STYLES, is_refusal, messages, short_prompt, short_reply, strip_hedge
 from tokenloom.rag.store import MODES, Hit, Store
 from tokenloom.rag.support import (check_citations, consistency, echoes_question, strip_citations, support_many,
@@ -46,11 +52,16 @@ from tokenloom.rag.support import (check_citations, consistency, echoes_question
 #         mean log-probability 0.76, support cosine 0.69;
 #   short (--style short --k 1 --limit 0, 191 questions, 37 correct): retrieval 0.91,
 #         mean log-probability 0.82, token overlap 0.82, support cosine 0.69.
+#   extract (the short style's default: one sentence from the 2 best chunks, extractive; --k 2
+#         --limit 0, 191 questions, 75 correct): retrieval 0.90, mean log-probability 0.72,
+#         support cosine 0.44 (no better than chance, so no cosine floor here either).
 # min_overlap (the share of the answer's content words not in the question that the passages
-# contain) is a rule, "most of them", not calibrated; it separates better than the cosine.
-THRESHOLDS = {  # style: (min_retrieval, min_support, min_logprob, min_overlap)
+# contain) is a rule, "most of them", not calibrated; it separates better than the cosine. An
+# extractive answer quotes its passage, so its overlap is always 1.
+THRESHOLDS = {  # kind: (min_retrieval, min_support, min_logprob, min_overlap)
     "chat": (0.30, 0.25, -0.5, 0.5),
     "short": (0.30, 0.0, -0.7, 0.5),
+    "extract": (0.30, 0.0, -2.4, 0.5),
 }
 # The short style keeps no cosine floor: a span of a few words says little to a sentence
 # embedder (on the tests' Panthers paragraph, right and wrong numbers alike score 0.13–0.24),
@@ -60,8 +71,11 @@ MIN_RETRIEVAL, MIN_SUPPORT, MIN_LOGPROB, MIN_OVERLAP = THRESHOLDS["chat"]
 
 @dataclass(frozen=True)
 class AskConfig:
-    k: int = 1  # benchmarks/rag_qa.py: the 135M default model answers best from one passage
+    k: int = 2  # chunks retrieved; the excerpt's sentence is chosen among all of theirs
     mode: str = "hybrid"
+    sentences: int | None = None  # sentences shown (extract.excerpts); 0 = whole chunks; None: 1 short, 0 chat
+    extractive: bool | None = None  # answer with a scored span of the excerpts; None: True short, False chat
+    max_words: int = 8  # longest extractive answer, in words
     samples: int = 1
     verify: bool = False
     hedge: bool = False
@@ -85,10 +99,26 @@ class AskConfig:
             raise InvalidArgument(f"style must be one of {', '.join(STYLES)}, got {self.style!r}")
         if not isinstance(self.samples, int) or not 1 <= self.samples <= 32:
             raise InvalidArgument(f"samples must be a whole number in [1, 32], got {self.samples!r}")
+        if self.sentences is None:
+            object.__setattr__(self, "sentences", 1 if self.style == "short" else 0)
+        if not isinstance(self.sentences, int) or self.sentences < 0:
+            raise InvalidArgument(f"sentences must be a whole number >= 0 (0 = whole chunks), got {self.sentences!r}")
+        if self.extractive is None:
+            object.__setattr__(self, "extractive", self.style == "short")
+        if self.extractive and self.style != "short":
+            raise InvalidArgument("extractive answers need style='short' (its worked examples end each answer "
+                                  "with its citation, which the span scores read); use extractive=False with 'chat'")
+        if not isinstance(self.max_words, int) or not 1 <= self.max_words <= 32:
+            raise InvalidArgument(f"max_words must be a whole number in [1, 32], got {self.max_words!r}")
         names = ("min_retrieval", "min_support", "min_logprob", "min_overlap")
-        for name, default in zip(names, THRESHOLDS[self.style]):
+        for name, default in zip(names, THRESHOLDS[self.kind]):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default)
+
+    @property
+    def kind(self) -> str:
+        """The thresholds' key: "extract" for extractive answers from passages, else the style."""
+        return "extract" if self.extractive and not self.closed_book else self.style
 
     def sampling(self) -> SamplingParams:
         stop = ("\n\n",) if self.style == "chat" else ("\n\n", "\nQuestion:", "\n[")
@@ -136,7 +166,7 @@ class Answer:
         return dict(self.__dict__)
 
 
-def ask(lm, store: Store, question: str, k: int = 1, mode: str = "hybrid", samples: int = 1, verify: bool = False,
+def ask(lm, store: Store, question: str, k: int = 2, mode: str = "hybrid", samples: int = 1, verify: bool = False,
         hedge: bool = False, style: str = "short", config: AskConfig | None = None) -> Answer:
     """Answer one question from the store's passages (see the module docstring for the steps)."""
     config = config or AskConfig(k=k, mode=mode, samples=samples, verify=verify, hedge=hedge, style=style)
@@ -164,7 +194,8 @@ def retrieve(store: Store | None, questions: list[str], config: AskConfig) -> li
     out = []
     for question in questions:
         hits = [] if config.closed_book else store.search(question, config.k, config.mode)
-        out.append((hits, max(store.cosines(question, [h.chunk_id for h in hits])) if hits else 0.0))
+        score = max(store.cosines(question, [h.chunk_id for h in hits])) if hits else 0.0
+        out.append((excerpts(store.embedder, question, hits, config.sentences), score))
     return out
 
 
@@ -174,6 +205,8 @@ def weak_retrieval(score: float, config: AskConfig) -> bool:
 
 def generate(lm, questions: list[str], hits: list[list[Hit]], config: AskConfig) -> list[list[tuple[str, float]]]:
     """(text, mean token log-probability) for each sample of each question."""
+    if config.extractive and not config.closed_book:
+        return [extract_answers(lm, question, found, config) for question, found in zip(questions, hits)]
     params, requests = config.sampling(), []
     for question, found in zip(questions, hits):
         passages = [(h.title, h.text) for h in found]
@@ -191,6 +224,22 @@ def generate(lm, questions: list[str], hits: list[list[Hit]], config: AskConfig)
         text = short_reply(c.text) if config.style == "short" else c.text.strip()
         flat.append((text, sum(logprobs) / len(logprobs) if logprobs else float("-inf")))
     return [flat[j * config.samples:(j + 1) * config.samples] for j in range(len(questions))]
+
+
+def extract_answers(lm, question: str, hits: list[Hit], config: AskConfig) -> list[tuple[str, float]]:
+    """Extractive candidates: spans of the shown passages, each with its citation, by span score."""
+    prompt = short_prompt(question, [(h.title, h.text) for h in hits], hedge=config.hedge)
+    spans = []
+    for number, hit in enumerate(hits, 1):
+        spans += [(span, number) for span in best_spans(lm, prompt, hit.text, config.max_words)
+                  if not echoes_question(span.text, question)]
+    if not spans:
+        return []
+    spans.sort(key=lambda pair: (-pair[0].score, pair[1]))
+    number = {id(span): n for span, n in spans}
+    kept = [spans[0][0]] if config.samples == 1 else draw([s for s, _ in spans], config.samples, config.temperature,
+                                                          config.seed)
+    return [(f"{span.text} [{number[id(span)]}]", span.mean_logprob) for span in kept]
 
 
 def _candidates(store: Store, question: str, hits: list[Hit], texts: list[tuple[str, float]]) -> list[Candidate]:
@@ -221,7 +270,8 @@ def decide(store, question: str, hits: list[Hit], retrieval: float, texts: list[
            config: AskConfig) -> Answer:
     """The Answer from generated (text, mean log-probability) candidates under config's thresholds."""
     if weak_retrieval(retrieval, config) or not texts:
-        return Answer(question, ABSTAIN, True, "weak retrieval", [], 0.0, retrieval)
+        reason = "weak retrieval" if weak_retrieval(retrieval, config) or not hits else "unsupported"
+        return Answer(question, ABSTAIN, True, reason, [], 0.0, retrieval)
     candidates = _candidates(store, question, hits, texts)
     agreement = consistency([c.text for c in candidates]) if len(candidates) > 1 else None
     ranked = sorted(range(len(candidates)), key=lambda j: (-candidates[j].support, -candidates[j].mean_logprob, j))
