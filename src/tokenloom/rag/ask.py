@@ -236,10 +236,9 @@ def extract_answers(lm, question: str, hits: list[Hit], config: AskConfig) -> li
     if not spans:
         return []
     spans.sort(key=lambda pair: (-pair[0].score, pair[1]))
-    number = {id(span): n for span, n in spans}
-    kept = [spans[0][0]] if config.samples == 1 else draw([s for s, _ in spans], config.samples, config.temperature,
-                                                          config.seed)
-    return [(f"{span.text} [{number[id(span)]}]", span.mean_logprob) for span in kept]
+    kept = [0] if config.samples == 1 else draw([s.score for s, _ in spans], config.samples, config.temperature,
+                                                config.seed)
+    return [(f"{spans[i][0].text} [{spans[i][1]}]", spans[i][0].mean_logprob) for i in kept]
 
 
 def _candidates(store: Store, question: str, hits: list[Hit], texts: list[tuple[str, float]]) -> list[Candidate]:

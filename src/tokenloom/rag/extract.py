@@ -137,11 +137,10 @@ def best_spans(lm, prompt: str, excerpt: str, max_words: int = MAX_WORDS) -> lis
     return out
 
 
-def draw(spans: list[Span], count: int, temperature: float, seed: int) -> list[Span]:
-    """`count` spans drawn with P(s) ∝ exp(score(s) / T) by a generator seeded with `seed`."""
-    if not spans or count < 1:
+def draw(scores: list[float], count: int, temperature: float, seed: int) -> list[int]:
+    """`count` indices drawn with P(i) ∝ exp(scores[i] / T) by a generator seeded with `seed`."""
+    if not scores or count < 1:
         return []
-    scores = torch.tensor([s.score for s in spans], dtype=torch.float64)
-    weights = torch.softmax(scores / max(temperature, 1e-6), dim=0)
+    weights = torch.softmax(torch.tensor(scores, dtype=torch.float64) / max(temperature, 1e-6), dim=0)
     generator = torch.Generator().manual_seed(seed)
-    return [spans[i] for i in torch.multinomial(weights, count, replacement=True, generator=generator).tolist()]
+    return torch.multinomial(weights, count, replacement=True, generator=generator).tolist()
